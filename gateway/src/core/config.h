@@ -1,0 +1,80 @@
+/*
+ * core/config.h — the gateway's one JSON configuration file.
+ *
+ * tb_config_load() reads and checks the whole file at once and reports every
+ * problem it finds, each naming the key path and what is wrong
+ * (`local_api.listen: "127.0.0.1:99999" is not a valid port`), so an operator
+ * fixes a file in one pass. Unknown keys are errors (a typo must not be
+ * silently ignored). Relative paths in the file are resolved against the
+ * directory of the config file. Every key is documented in
+ * docs/configuration.md.
+ *
+ * The loaded struct owns all its strings; tb_config_free() releases them.
+ */
+#ifndef TB_CORE_CONFIG_H
+#define TB_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "case/validate.h"
+#include "http/server.h"
+#include "store/store.h"
+
+struct tb_config_token {
+  char *client;        /* name of the local client, for logs */
+  char *token;         /* bearer token (>= 16 characters) */
+};
+
+struct tb_config_partner {
+  char *name;          /* [a-z0-9-]{1,32}, unique; used in paths and metrics */
+  char *adapter;       /* adapter plugin name, e.g. "lu-xml" */
+  char *endpoint;      /* http(s) URL of the partner platform */
+  char **regions;      /* 6-digit division codes this partner serves */
+  size_t region_count;
+  char *settings_json; /* the partner's whole object as JSON text, for its adapter (later issue) */
+};
+
+struct tb_config {
+  char *path;                       /* absolute path of the file loaded */
+  char *node_region;                /* node.region: our own division code */
+  char *node_name;                  /* node.name: free text for logs */
+
+  char *local_api_host;             /* local_api.listen, split */
+  int local_api_port;
+  struct tb_http_limits local_api_limits;
+  struct tb_config_token *tokens;   /* local_api.tokens */
+  size_t token_count;
+  uint32_t events_max_wait_s;       /* local_api.events_max_wait_s: cap for ?wait= */
+
+  struct tb_case_limits case_limits; /* cases.* */
+
+  struct tb_store_options store;     /* store.* (store.path owned here) */
+  char *store_path;
+
+  int log_level;                     /* log.level */
+  char *log_file;                    /* log.file: NULL or "-" for stderr */
+
+  char *adapters_dir;                /* adapters.dir */
+
+  struct tb_config_partner *partners;
+  size_t partner_count;
+};
+
+/* Loads and checks path. On success returns 0 and fills *out. On failure
+ * returns TB_ECONFIG and *problems is a malloc'd text (caller frees) with one
+ * problem per line, each "key.path: what is wrong"; other codes for I/O or
+ * memory. */
+int tb_config_load(const char *path, struct tb_config *out, char **problems);
+
+/* Same, from text in memory (for tests); base_dir resolves relative paths. */
+int tb_config_load_text(const char *text, size_t len, const char *base_dir,
+                        struct tb_config *out, char **problems);
+
+void tb_config_free(struct tb_config *cfg);
+
+/* The partner serving a target region, or NULL. */
+const struct tb_config_partner *tb_config_route(const struct tb_config *cfg,
+                                                const char *target_region);
+
+#endif
