@@ -29,7 +29,7 @@ struct tb_config_token {
 struct tb_config_partner {
   char *name;          /* [a-z0-9-]{1,32}, unique; used in paths and metrics */
   char *adapter;       /* adapter plugin name, e.g. "lu-xml" */
-  char *endpoint;      /* http(s) URL of the partner platform */
+  char *endpoint;      /* http(s) base URL of the partner platform, trailing '/' removed */
   char **regions;      /* 6-digit division codes this partner serves */
   size_t region_count;
   char *settings_json; /* the partner's whole object as JSON text, for its adapter (later issue) */
@@ -47,7 +47,7 @@ struct tb_config {
   size_t token_count;
   uint32_t events_max_wait_s;       /* local_api.events_max_wait_s: cap for ?wait= */
 
-  struct tb_case_limits case_limits; /* cases.* */
+  struct tb_case_limits case_limits; /* cases.* (max_materials_bytes, max_materials, max_string_chars) */
 
   struct tb_store_options store;     /* store.* (store.path owned here) */
   char *store_path;
@@ -55,7 +55,7 @@ struct tb_config {
   int log_level;                     /* log.level */
   char *log_file;                    /* log.file: NULL or "-" for stderr */
 
-  char *adapters_dir;                /* adapters.dir */
+  char *adapters_dir;                /* adapters.dir; NULL when not configured */
 
   struct tb_config_partner *partners;
   size_t partner_count;
@@ -64,13 +64,18 @@ struct tb_config {
 /* Loads and checks path. On success returns 0 and fills *out. On failure
  * returns TB_ECONFIG and *problems is a malloc'd text (caller frees) with one
  * problem per line, each "key.path: what is wrong"; other codes for I/O or
- * memory. */
+ * memory. Every line ends with '\n'. TB_EIO (unreadable file) also sets
+ * *problems ("cannot read PATH: strerror"); TB_ENOMEM leaves it NULL. On any
+ * failure *out is left zeroed (tb_config_free() on it is harmless). */
 int tb_config_load(const char *path, struct tb_config *out, char **problems);
 
-/* Same, from text in memory (for tests); base_dir resolves relative paths. */
+/* Same, from text in memory (for tests); base_dir resolves relative paths
+ * (NULL: the current directory). cfg->path stays NULL. */
 int tb_config_load_text(const char *text, size_t len, const char *base_dir,
                         struct tb_config *out, char **problems);
 
+/* Frees every string and array and zeroes *cfg; NULL and a second call are
+ * harmless. */
 void tb_config_free(struct tb_config *cfg);
 
 /* The partner serving a target region, or NULL. */
