@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TB_TIME_RFC3339_MAX 40
+#define TB_TIME_RFC3339_MAX 72
 
 /* Milliseconds since the Unix epoch, from CLOCK_REALTIME. */
 int64_t tb_time_now_ms(void);
