@@ -56,8 +56,13 @@ static void checkpoint(struct tb__sqlite_ckpt *c, int mode, const char *mode_nam
   uint64_t t0 = now_ns();
   int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, mode, &log_frames, &ckpt_frames);
   uint64_t dt = now_ns() - t0;
-  struct tb_log_line *l =
-      tb_log_begin(rc == SQLITE_OK ? TB_LOG_INFO : TB_LOG_WARN, "store.checkpoint");
+  /* Routine checkpoints are debug noise under load; SQLITE_BUSY only means
+   * another checkpoint holds the lock (the writer's RESTART), and the next
+   * one catches up. Anything else is worth an operator's look. */
+  enum tb_log_level level =
+      rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? TB_LOG_DEBUG : TB_LOG_WARN;
+  if (mode == SQLITE_CHECKPOINT_TRUNCATE && rc == SQLITE_OK) level = TB_LOG_INFO;
+  struct tb_log_line *l = tb_log_begin(level, "store.checkpoint");
   tb_log_str(l, "mode", mode_name);
   tb_log_int(l, "wal_frames", log_frames);
   tb_log_int(l, "checkpointed_frames", ckpt_frames);
