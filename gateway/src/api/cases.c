@@ -147,7 +147,10 @@ void tb__api_cases_post(struct tb_api *api, struct tb_http_exchange *ex,
                             "send the case as 'Content-Type: application/json'", NULL);
     return;
   }
-  if (api->shutting_down || tb_store_pending(api->store) > TB_API_MAX_PENDING_ACCEPTS) {
+  /* During shutdown the listener accepts no new connections, but a request
+   * already being read is still accepted: the store stays open until the
+   * server has closed. */
+  if (tb_store_pending(api->store) > TB_API_MAX_PENDING_ACCEPTS) {
     refuse(api, "overloaded");
     tb_http_respond_problem(ex, 503, "overloaded", "Overloaded",
                             "too many cases are waiting to be stored; retry shortly",

@@ -26,7 +26,7 @@ struct daemon {
   struct tb_store *store;
   struct tb_http_server *server;
   struct tb_api api;
-  uv_signal_t sig_term, sig_int;
+  uv_signal_t sig_term, sig_int, sig_hup;
   int stopping;
   int log_fd;
 };
@@ -37,8 +37,13 @@ static void on_store_closed(void *ud) {
   struct daemon *d = ud;
   d->store = NULL;
   tb_log_msg(TB_LOG_INFO, "gateway.stopped", "store flushed and closed; exiting");
+  /* From here to exit nothing is left to finish: a repeated SIGTERM (systemd,
+   * an impatient operator) must not turn a clean exit 0 into death by signal. */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
   uv_close((uv_handle_t *)&d->sig_term, on_signal_closed);
   uv_close((uv_handle_t *)&d->sig_int, on_signal_closed);
+  uv_close((uv_handle_t *)&d->sig_hup, on_signal_closed);
 }
 
 static void on_server_closed(void *ud) {
@@ -60,6 +65,17 @@ static void on_signal(uv_signal_t *s, int signum) {
              "signal %d: no new connections; finishing in-flight requests", signum);
   tb_api_shutdown(&d->api);
   tb_http_server_close(d->server, on_server_closed, d);
+}
+
+/* Reloading the configuration and adapters on SIGHUP is not built yet (the
+ * operators issue); until it is, SIGHUP must not kill the daemon, so it is
+ * caught and the running configuration kept. */
+static void on_sighup(uv_signal_t *s, int signum) {
+  (void)s;
+  (void)signum;
+  tb_log_msg(TB_LOG_WARN, "config.reload_unsupported",
+             "SIGHUP received: configuration reload is not built yet; the running "
+             "configuration is unchanged (restart the gateway to apply a new one)");
 }
 
 static int open_log(const struct tb_config *cfg) {
@@ -105,7 +121,9 @@ static int run(struct daemon *d) {
 
   uv_signal_init(&d->loop, &d->sig_term);
   uv_signal_init(&d->loop, &d->sig_int);
-  d->sig_term.data = d->sig_int.data = d;
+  uv_signal_init(&d->loop, &d->sig_hup);
+  d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+  uv_signal_start(&d->sig_hup, on_sighup, SIGHUP);
   uv_signal_start(&d->sig_term, on_signal, SIGTERM);
   uv_signal_start(&d->sig_int, on_signal, SIGINT);
 
