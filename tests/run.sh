@@ -28,6 +28,12 @@ cmake --build build/asan -j"$jobs"
 echo "== development PKI"
 ./certs/make-dev-pki.sh build/pki >/dev/null
 
+echo "== npm packages for the mock partners and GM/T interop checks"
+npm ci --prefix tests/partners --no-audit --no-fund --loglevel=error
+npm ci --prefix tests/crypto --no-audit --no-fund --loglevel=error
+# Interop tests fail, rather than skip, when an independent tool is missing.
+export TB_REQUIRE_INTEROP=1
+
 echo "== tests (ASan + UBSan)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
