@@ -22,8 +22,11 @@
  * Memory: every buffer an adapter hands to the host (struct tb_bytes, the
  * char * members of struct tb_wire_request / struct tb_wire_answer, the
  * canonical JSON of a decoded message) is allocated with host->alloc; the host
- * frees it with host->free. Every buffer the host hands to an adapter is
- * borrowed for the duration of the call, unless a function says otherwise.
+ * frees it with host->free. A struct tb_bytes that a host service fills
+ * (sign, base64, xmldsig_sign, pk_decrypt, ...) belongs to the adapter, which
+ * frees it with host->free or hands it on to the host as one of its outputs.
+ * Every other buffer the host hands to an adapter is borrowed for the
+ * duration of the call.
  *
  * Threads: init, fini and routes run on the gateway's loop thread. encode,
  * classify, decode, answer and release may run on any thread, several at a
@@ -288,7 +291,10 @@ struct tb_inbound_message {
   char case_id[65];
   char receipt_no[128];
   struct tb_bytes canonical;    /* canonical JSON of the type (host-allocated) */
-  char refuse_code[32];         /* for REFUSED: the partner document's code */
+  char refuse_code[32];         /* for REFUSED: the partner document's code, or
+                                   "HTTP nnn" when the document prescribes no
+                                   answer body (not well-formed, too large, ...):
+                                   answer() then builds a bare HTTP nnn */
   char refuse_text[256];        /*              and why, for logs and the answer */
   void *adapter_data;           /* the adapter's own, freed by release */
 };
@@ -331,7 +337,10 @@ struct tb_adapter {
   /* The inbound paths served; the array stays valid until fini. */
   const struct tb_inbound_route *(*routes)(void *state, size_t *count);
 
-  /* Canonical → one signed (and, if required, encrypted) HTTP request. */
+  /* Canonical → one signed (and, if required, encrypted) HTTP request.
+   * TB_EVALIDATE means the message can never be expressed in this protocol
+   * (the host dead-letters it at once, with err as the reason); any other
+   * error is taken as transient and the message is tried again later. */
   int (*encode)(void *state, const struct tb_outbound *msg, struct tb_wire_request *out,
                 char *err);
 

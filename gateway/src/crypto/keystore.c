@@ -314,6 +314,10 @@ int tb__keystore_find_key(const struct tb_keystore *ks, const char *name,
   return 0;
 }
 
+int tb_keystore_has_ca(const struct tb_keystore *ks, const char *name) {
+  return ks != NULL && name != NULL && find_ca(ks, name) != NULL;
+}
+
 int tb__keystore_find_ca(const struct tb_keystore *ks, const char *name,
                          const struct tb_ca **out, char *err) {
   *out = ks ? find_ca(ks, name) : NULL;

@@ -100,6 +100,9 @@ int tb_keystore_key_info(const struct tb_keystore *ks, const char *name,
 
 /* Enumeration (for metrics such as seconds until certificate expiry):
  * names are owned by the keystore and live as long as it. */
+/* 1 if a CA bundle named name was added with tb_keystore_add_ca. */
+int tb_keystore_has_ca(const struct tb_keystore *ks, const char *name);
+
 size_t tb_keystore_key_count(const struct tb_keystore *ks);
 const char *tb_keystore_key_name(const struct tb_keystore *ks, size_t i);
 

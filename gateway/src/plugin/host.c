@@ -119,7 +119,16 @@ static int host_digest(enum tb_digest_alg alg, const void *data, size_t len,
 
 static int host_key_info(void *ctx, const char *key, struct tb_host_key_info *out, char *err) {
   struct tb_key_info ki;
-  int rc = tb_keystore_key_info(host_of(ctx)->keys, key, &ki, err);
+  const struct tb_keystore *ks = host_of(ctx)->keys;
+  int rc = tb_keystore_key_info(ks, key, &ki, err);
+  if (rc == TB_ENOTFOUND && tb_keystore_has_ca(ks, key)) {
+    /* A trust anchor: named like a key, good for nothing but verifying
+     * certificate chains (xmldsig_verify). */
+    memset(out, 0, sizeof *out);
+    out->kind = TB_HOST_KEY_CA;
+    out->has_certificate = 1;
+    return 0;
+  }
   if (rc != 0) return rc;
   memset(out, 0, sizeof *out);
   switch (ki.kind) {
@@ -247,9 +256,15 @@ static int64_t host_retry_after_ms(const char *value) {
   memset(&tm, 0, sizeof tm);
   static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  /* IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (the obsolete RFC 850 and
+   * asctime forms are not sent by anything we talk to). */
   char wday[4], mon[4];
-  int d, y, h, mi, se;
-  if (sscanf(value, "%3s %d %3s %d %d:%d:%d GMT", wday, &d, mon, &y, &h, &mi, &se) != 7) return -1;
+  int d, y, h, mi, se, end = -1;
+  if (sscanf(value, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n", wday, &d, mon, &y, &h, &mi,
+             &se, &end) != 7 || end < 0)
+    return -1;
+  while (value[end] == ' ' || value[end] == '\t') end++;
+  if (value[end] != '\0') return -1;
   int m = -1;
   for (int i = 0; i < 12; i++)
     if (strcmp(mon, months[i]) == 0) m = i;
