@@ -10,7 +10,9 @@
 #ifndef TBGW_ERROR_H
 #define TBGW_ERROR_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define TB_ERRMSG_MAX 512
 
@@ -42,15 +44,44 @@ enum tb_errno {
 #undef TB__ERRNO_ENUM
 };
 
+/* The helpers below are static inline so that adapters, which link nothing
+ * of the gateway's, can use them too. */
+
 /* Symbolic name ("TB_ENOMEM") and default message of a code; never NULL. */
-const char *tb_err_name(int code);
-const char *tb_strerror(int code);
+static inline const char *tb_err_name(int code) {
+  switch (code) {
+  case TB_OK: return "TB_OK";
+#define TB__ERRNO_NAME(name, value, msg) case TB_E##name: return "TB_E" #name;
+    TB_ERRNO_MAP(TB__ERRNO_NAME)
+#undef TB__ERRNO_NAME
+  default: return "TB_EUNKNOWN";
+  }
+}
+
+static inline const char *tb_strerror(int code) {
+  switch (code) {
+  case TB_OK: return "success";
+#define TB__ERRNO_MSG(name, value, msg) case TB_E##name: return msg;
+    TB_ERRNO_MAP(TB__ERRNO_MSG)
+#undef TB__ERRNO_MSG
+  default: return "unknown error code";
+  }
+}
 
 /*
  * Formats a message into err (TB_ERRMSG_MAX bytes, may be NULL) and returns
  * code, so that error paths read `return tb_errf(err, TB_EPARSE, "...", ...)`.
  */
-int tb_errf(char *err, int code, const char *fmt, ...)
+static inline int tb_errf(char *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static inline int tb_errf(char *err, int code, const char *fmt, ...) {
+  if (err != NULL) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, TB_ERRMSG_MAX, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
 
 #endif
