@@ -296,7 +296,7 @@ static void test_open_migrate_reopen_keeps_data(void **state) {
   struct stat sb;
   assert_int_equal(stat(f->path, &sb), 0);
   assert_int_equal(sb.st_mode & 0777, 0600);
-  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 2);
   assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
   assert_int_equal(db_int(f->path, "SELECT count(*) FROM cases"), 1);
 
@@ -307,7 +307,7 @@ static void test_open_migrate_reopen_keeps_data(void **state) {
   assert_int_equal(g.rc, 0);
   assert_string_equal(g.case_id, t.case_id);
   close_store(f);
-  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
+  assert_int_equal(db_int(f->path, "PRAGMA user_version"), 2);
   /* A clean close leaves no WAL behind (TRUNCATE checkpoint, last close). */
   char wal[400];
   snprintf(wal, sizeof wal, "%s-wal", f->path);
@@ -606,7 +606,7 @@ static void test_newer_schema_refused(void **state) {
   print_message("      %s\n", err);
   assert_non_null(strstr(err, f->path));
   assert_non_null(strstr(err, "99"));
-  assert_non_null(strstr(err, "0 to 1"));
+  assert_non_null(strstr(err, "0 to 2"));
   assert_int_equal(db_int(f->path, "PRAGMA user_version"), 99); /* untouched */
 }
 

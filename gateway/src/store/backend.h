@@ -20,8 +20,8 @@
  * A PostgreSQL backend would implement the same table with one libpq
  * connection: BEGIN / COMMIT, SAVEPOINT op / RELEASE SAVEPOINT op, the
  * operations as prepared statements (PQprepare once, PQexecPrepared per op,
- * or pipelined). Work claiming for delivery (a later operation kind) would use
- * SELECT ... FOR UPDATE SKIP LOCKED there; see docs/store.md.
+ * or pipelined). Claiming delivery work (outbox_claim) would use SELECT ...
+ * FOR UPDATE SKIP LOCKED there; see docs/store.md.
  *
  * The table only grows at the end, like SQLite's extension table.
  */
@@ -34,6 +34,20 @@
 #include "store/store.h"
 
 struct tb__store_backend; /* the backend's connection state, opaque to store.c */
+
+/* Inputs of an outbox enqueue (strings owned by the op). */
+struct tb__store_enqueue {
+  const char *case_id;
+  const char *partner; /* NULL: the case's */
+  enum tb_msg_type msg_type;
+  const char *message_id;
+  const char *payload;
+  size_t payload_len;
+  int64_t now_ms;
+};
+
+/* msg_type names <-> enum (store.c); 0 for an unknown name. */
+enum tb_msg_type tb__store_msg_type_parse(const char *name);
 
 struct tb__store_backend_vtable {
   const char *name; /* "sqlite" */
@@ -71,6 +85,34 @@ struct tb__store_backend_vtable {
                      struct tb_store_event **events, size_t *n, int64_t *last_seq, char *err);
   /* A real write (heartbeat row) that the batch's commit makes durable. */
   int (*ping)(struct tb__store_backend *b, int64_t now_ms, char *err);
+
+  /* Schema 2: delivery and inbound. Every operation that writes events
+   * returns the highest seq it wrote in *seq (0 if none), so that store.c
+   * can report it through the commit hook. Results are one malloc'd block
+   * each (NULL when empty), as above. */
+  int (*outbox_recover)(struct tb__store_backend *b, int64_t now_ms, size_t *count, char *err);
+  int (*outbox_claim)(struct tb__store_backend *b, const char *partner, int64_t now_ms, size_t max,
+                      struct tb_store_claimed **out, size_t *n, int64_t *next_due_ms,
+                      int64_t *seq, char *err);
+  int (*outbox_finish)(struct tb__store_backend *b, const struct tb_store_delivery_result *r,
+                       int64_t *seq, char *err);
+  int (*outbox_enqueue)(struct tb__store_backend *b, const struct tb__store_enqueue *e,
+                        int64_t *outbox_id, int64_t *seq, char *err);
+  int (*dlq_list)(struct tb__store_backend *b, const char *partner, size_t limit,
+                  struct tb_store_dead_letter **out, size_t *n, char *err);
+  int (*dlq_replay)(struct tb__store_backend *b, const char *case_id, const char *partner,
+                    int64_t now_ms, size_t *count, int64_t *seq, char *err);
+  int (*queue_stats)(struct tb__store_backend *b, struct tb_store_queue_stat **out, size_t *n,
+                     char *err);
+  /* receipt: TB_STORE_RECEIPT_MAX bytes, "" when there is none to report. */
+  int (*inbound_record)(struct tb__store_backend *b, const struct tb_store_inbound_new *m,
+                        enum tb_inbound_outcome *outcome, char *receipt, int64_t *seq, char *err);
+  int (*inbound_get)(struct tb__store_backend *b, const char *case_id,
+                     struct tb_store_inbound_view **out, char *err);
+  int (*evidence_list)(struct tb__store_backend *b, const char *case_id,
+                       struct tb_store_evidence **out, size_t *n, char *err);
+  int (*cases_list)(struct tb__store_backend *b, const struct tb_store_case_filter *f,
+                    struct tb_store_case_view **out, size_t *n, char *err);
 };
 
 extern const struct tb__store_backend_vtable tb__store_sqlite;

@@ -38,7 +38,23 @@
 #include "store/backend.h"
 #include "tbgw/error.h"
 
-enum op_kind { OP_ACCEPT, OP_CASE_GET, OP_EVENTS_LIST, OP_PING };
+enum op_kind {
+  OP_ACCEPT,
+  OP_CASE_GET,
+  OP_EVENTS_LIST,
+  OP_PING,
+  OP_RECOVER,
+  OP_CLAIM,
+  OP_FINISH,
+  OP_ENQUEUE,
+  OP_DLQ_LIST,
+  OP_DLQ_REPLAY,
+  OP_QUEUE_STATS,
+  OP_INBOUND_RECORD,
+  OP_INBOUND_GET,
+  OP_EVIDENCE_LIST,
+  OP_CASES_LIST,
+};
 
 struct tb__store_op {
   struct tb__store_op *next;
@@ -50,6 +66,16 @@ struct tb__store_op {
     tb_store_case_cb case_get;
     tb_store_events_cb events;
     tb_store_ping_cb ping;
+    tb_store_count_cb count;
+    tb_store_claim_cb claim;
+    tb_store_finish_cb finish;
+    tb_store_enqueue_cb enqueue;
+    tb_store_dlq_cb dlq;
+    tb_store_queue_stats_cb stats;
+    tb_store_inbound_cb inbound;
+    tb_store_inbound_view_cb inbound_get;
+    tb_store_evidence_cb evidence;
+    tb_store_cases_cb cases;
   } cb;
   union {
     struct {
@@ -66,8 +92,35 @@ struct tb__store_op {
       size_t n;
       int64_t last_seq;
     } events;
+    struct {
+      const char *partner;
+      int64_t now_ms;
+      size_t max;
+      int64_t next_due_ms;
+    } claim;
+    struct tb_store_delivery_result finish;
+    struct {
+      struct tb__store_enqueue e;
+      int64_t outbox_id;
+    } enqueue;
+    struct {
+      const char *case_id; /* replay */
+      const char *partner; /* list, replay */
+      size_t limit;        /* list */
+      int64_t now_ms;      /* replay, recover */
+    } dlq;
+    struct {
+      struct tb_store_inbound_new m;
+      enum tb_inbound_outcome outcome;
+      char *receipt; /* TB_STORE_RECEIPT_MAX bytes in this op's allocation */
+    } inbound;
+    struct tb_store_case_filter cases;
   } u;
-  void *result; /* backend-made block (answer copy, view, events), or NULL */
+  /* Results common to several kinds: the highest event seq the op wrote
+   * (reported through the commit hook), and a row count. */
+  int64_t seq;
+  size_t n;
+  void *result; /* backend-made block (answer copy, view, events, rows), or NULL */
   /* Set on the first op of a committed batch, so that the loop thread runs
    * the commit hook before that batch's callbacks (no per-batch malloc). */
   size_t batch_ops;
@@ -172,6 +225,56 @@ static int run_op(struct tb_store *st, struct tb__store_op *op) {
   }
   case OP_PING:
     return be->ping(st->b, wall_ms(), op->errmsg);
+  case OP_RECOVER:
+    return be->outbox_recover(st->b, wall_ms(), &op->n, op->errmsg);
+  case OP_CLAIM: {
+    struct tb_store_claimed *c = NULL;
+    int rc = be->outbox_claim(st->b, op->u.claim.partner, op->u.claim.now_ms, op->u.claim.max, &c,
+                              &op->n, &op->u.claim.next_due_ms, &op->seq, op->errmsg);
+    op->result = c;
+    return rc;
+  }
+  case OP_FINISH:
+    return be->outbox_finish(st->b, &op->u.finish, &op->seq, op->errmsg);
+  case OP_ENQUEUE:
+    return be->outbox_enqueue(st->b, &op->u.enqueue.e, &op->u.enqueue.outbox_id, &op->seq,
+                              op->errmsg);
+  case OP_DLQ_LIST: {
+    struct tb_store_dead_letter *d = NULL;
+    int rc = be->dlq_list(st->b, op->u.dlq.partner, op->u.dlq.limit, &d, &op->n, op->errmsg);
+    op->result = d;
+    return rc;
+  }
+  case OP_DLQ_REPLAY:
+    return be->dlq_replay(st->b, op->u.dlq.case_id, op->u.dlq.partner, op->u.dlq.now_ms, &op->n,
+                          &op->seq, op->errmsg);
+  case OP_QUEUE_STATS: {
+    struct tb_store_queue_stat *q = NULL;
+    int rc = be->queue_stats(st->b, &q, &op->n, op->errmsg);
+    op->result = q;
+    return rc;
+  }
+  case OP_INBOUND_RECORD:
+    return be->inbound_record(st->b, &op->u.inbound.m, &op->u.inbound.outcome,
+                              op->u.inbound.receipt, &op->seq, op->errmsg);
+  case OP_INBOUND_GET: {
+    struct tb_store_inbound_view *v = NULL;
+    int rc = be->inbound_get(st->b, op->u.get.case_id, &v, op->errmsg);
+    op->result = v;
+    return rc;
+  }
+  case OP_EVIDENCE_LIST: {
+    struct tb_store_evidence *e = NULL;
+    int rc = be->evidence_list(st->b, op->u.get.case_id, &e, &op->n, op->errmsg);
+    op->result = e;
+    return rc;
+  }
+  case OP_CASES_LIST: {
+    struct tb_store_case_view *c = NULL;
+    int rc = be->cases_list(st->b, &op->u.cases, &c, &op->n, op->errmsg);
+    op->result = c;
+    return rc;
+  }
   }
   return tb_errf(op->errmsg, TB_EINTERNAL, "store: unknown operation kind %d", (int)op->kind);
 }
@@ -192,8 +295,8 @@ static void run_batch(struct tb_store *st, struct tb__store_op *head, size_t n) 
       return;
     }
     op->rc = run_op(st, op);
-    if (op->rc == 0 && op->kind == OP_ACCEPT && op->u.accept.seq > seq_max)
-      seq_max = op->u.accept.seq;
+    if (op->rc == 0 && op->kind == OP_ACCEPT) op->seq = op->u.accept.seq;
+    if (op->rc == 0 && op->seq > seq_max) seq_max = op->seq;
     if (op->rc != 0) {
       free(op->result);
       op->result = NULL;
@@ -303,6 +406,44 @@ static void complete(struct tb_store *st, struct tb__store_op *op) {
   case OP_PING:
     op->cb.ping(op->rc, msg, op->ud);
     break;
+  case OP_RECOVER:
+  case OP_DLQ_REPLAY:
+    op->cb.count(op->rc, op->rc ? 0 : op->n, msg, op->ud);
+    break;
+  case OP_CLAIM:
+    if (op->rc)
+      op->cb.claim(op->rc, NULL, 0, 0, msg, op->ud);
+    else
+      op->cb.claim(0, op->result, op->n, op->u.claim.next_due_ms, NULL, op->ud);
+    break;
+  case OP_FINISH:
+    op->cb.finish(op->rc, op->rc ? 0 : op->seq, msg, op->ud);
+    break;
+  case OP_ENQUEUE:
+    op->cb.enqueue(op->rc, op->rc ? 0 : op->u.enqueue.outbox_id, op->rc ? 0 : op->seq, msg,
+                   op->ud);
+    break;
+  case OP_DLQ_LIST:
+    op->cb.dlq(op->rc, op->rc ? NULL : op->result, op->rc ? 0 : op->n, msg, op->ud);
+    break;
+  case OP_QUEUE_STATS:
+    op->cb.stats(op->rc, op->rc ? NULL : op->result, op->rc ? 0 : op->n, msg, op->ud);
+    break;
+  case OP_INBOUND_RECORD: {
+    const char *receipt = op->rc == 0 && op->u.inbound.receipt[0] ? op->u.inbound.receipt : NULL;
+    op->cb.inbound(op->rc, op->rc ? TB_INBOUND_FAILED : op->u.inbound.outcome, receipt,
+                   op->rc ? 0 : op->seq, msg, op->ud);
+    break;
+  }
+  case OP_INBOUND_GET:
+    op->cb.inbound_get(op->rc, op->rc ? NULL : op->result, msg, op->ud);
+    break;
+  case OP_EVIDENCE_LIST:
+    op->cb.evidence(op->rc, op->rc ? NULL : op->result, op->rc ? 0 : op->n, msg, op->ud);
+    break;
+  case OP_CASES_LIST:
+    op->cb.cases(op->rc, op->rc ? NULL : op->result, op->rc ? 0 : op->n, msg, op->ud);
+    break;
   }
   (void)st;
 }
@@ -410,6 +551,8 @@ static struct tb__store_op *op_new(enum op_kind kind, size_t extra, void *ud) {
   op->batch_ops = 0;
   op->batch_last_seq = 0;
   op->batch_commit_ns = 0;
+  op->seq = 0;
+  op->n = 0;
   op->errmsg[0] = '\0';
   return op;
 }
@@ -434,6 +577,22 @@ static char *copy_str(char **p, const char *s, size_t n) {
   d[n] = '\0';
   *p += n + 1;
   return d;
+}
+
+/* Bytes an optional string takes in an op's allocation (with its NUL). */
+static size_t opt_len(const char *s) {
+  return s ? strlen(s) + 1 : 0;
+}
+
+static const char *copy_opt(char **p, const char *s) {
+  return s ? copy_str(p, s, strlen(s)) : NULL;
+}
+
+/* Binary buffers get a NUL too, so that text payloads can be used as C
+ * strings; NULL stays NULL. */
+static const unsigned char *copy_bytes(char **p, const unsigned char *s, size_t n) {
+  if (s == NULL) return NULL;
+  return (const unsigned char *)copy_str(p, (const char *)s, n);
 }
 
 int tb_store_case_accept(struct tb_store *st, const struct tb_store_case_new *c,
@@ -504,6 +663,249 @@ int tb_store_ping(struct tb_store *st, tb_store_ping_cb cb, void *ud) {
   struct tb__store_op *op = op_new(OP_PING, 0, ud);
   if (op == NULL) return TB_ENOMEM;
   op->cb.ping = cb;
+  enqueue(st, op);
+  return 0;
+}
+
+/* ---- schema 2: delivery and inbound ------------------------------------- */
+
+static const char *const msg_type_names[] = {
+    [TB_MSG_CASE_SUBMIT] = "CASE_SUBMIT",
+    [TB_MSG_CASE_WITHDRAW] = "CASE_WITHDRAW",
+    [TB_MSG_CASE_SUPPLEMENT] = "CASE_SUPPLEMENT",
+    [TB_MSG_STATUS_NOTIFY] = "STATUS_NOTIFY",
+};
+
+const char *tb_store_msg_type_name(enum tb_msg_type t) {
+  if ((int)t <= 0 || (size_t)t >= sizeof msg_type_names / sizeof msg_type_names[0]) return NULL;
+  return msg_type_names[t];
+}
+
+enum tb_msg_type tb__store_msg_type_parse(const char *name) {
+  for (size_t i = 1; name && i < sizeof msg_type_names / sizeof msg_type_names[0]; i++)
+    if (strcmp(name, msg_type_names[i]) == 0) return (enum tb_msg_type)i;
+  return (enum tb_msg_type)0;
+}
+
+int tb_store_outbox_recover(struct tb_store *st, tb_store_count_cb cb, void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL) return TB_EINVAL;
+  struct tb__store_op *op = op_new(OP_RECOVER, 0, ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.count = cb;
+  enqueue(st, op);
+  return 0;
+}
+
+int tb_store_outbox_claim(struct tb_store *st, const char *partner, int64_t now_ms, size_t max,
+                          tb_store_claim_cb cb, void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL || partner == NULL || max == 0 || max > TB_STORE_CLAIM_MAX) return TB_EINVAL;
+  size_t n = strlen(partner);
+  struct tb__store_op *op = op_new(OP_CLAIM, n + 1, ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.claim = cb;
+  char *p = (char *)(op + 1);
+  op->u.claim.partner = copy_str(&p, partner, n);
+  op->u.claim.now_ms = now_ms;
+  op->u.claim.max = max;
+  op->u.claim.next_due_ms = 0;
+  enqueue(st, op);
+  return 0;
+}
+
+int tb_store_outbox_finish(struct tb_store *st, const struct tb_store_delivery_result *r,
+                           tb_store_finish_cb cb, void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL || r == NULL || (unsigned)r->verdict > (unsigned)TB_STORE_FAILED) return TB_EINVAL;
+  size_t extra = opt_len(r->reason) + opt_len(r->code) + opt_len(r->text) +
+                 opt_len(r->receipt_no) + opt_len(r->ack_content_type) +
+                 opt_len(r->ack_verify_detail) + (r->ack ? r->ack_len + 1 : 0);
+  struct tb__store_op *op = op_new(OP_FINISH, extra, ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.finish = cb;
+  char *p = (char *)(op + 1);
+  struct tb_store_delivery_result *d = &op->u.finish;
+  *d = *r;
+  d->reason = copy_opt(&p, r->reason);
+  d->code = copy_opt(&p, r->code);
+  d->text = copy_opt(&p, r->text);
+  d->receipt_no = copy_opt(&p, r->receipt_no);
+  d->ack_content_type = copy_opt(&p, r->ack_content_type);
+  d->ack_verify_detail = copy_opt(&p, r->ack_verify_detail);
+  d->ack = copy_bytes(&p, r->ack, r->ack_len);
+  if (d->ack == NULL) d->ack_len = 0;
+  enqueue(st, op);
+  return 0;
+}
+
+int tb_store_outbox_enqueue(struct tb_store *st, const char *case_id, const char *partner,
+                            enum tb_msg_type msg_type, const char *message_id,
+                            const char *payload_json, int64_t now_ms, tb_store_enqueue_cb cb,
+                            void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL || case_id == NULL || message_id == NULL || payload_json == NULL ||
+      tb_store_msg_type_name(msg_type) == NULL || msg_type == TB_MSG_CASE_SUBMIT)
+    return TB_EINVAL;
+  size_t l_payload = strlen(payload_json);
+  size_t extra = opt_len(case_id) + opt_len(partner) + opt_len(message_id) + l_payload + 1;
+  struct tb__store_op *op = op_new(OP_ENQUEUE, extra, ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.enqueue = cb;
+  char *p = (char *)(op + 1);
+  struct tb__store_enqueue *e = &op->u.enqueue.e;
+  e->case_id = copy_opt(&p, case_id);
+  e->partner = copy_opt(&p, partner);
+  e->msg_type = msg_type;
+  e->message_id = copy_opt(&p, message_id);
+  e->payload = copy_str(&p, payload_json, l_payload);
+  e->payload_len = l_payload;
+  e->now_ms = now_ms;
+  op->u.enqueue.outbox_id = 0;
+  enqueue(st, op);
+  return 0;
+}
+
+int tb_store_dlq_list(struct tb_store *st, const char *partner, size_t limit, tb_store_dlq_cb cb,
+                      void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL) return TB_EINVAL;
+  struct tb__store_op *op = op_new(OP_DLQ_LIST, opt_len(partner), ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.dlq = cb;
+  char *p = (char *)(op + 1);
+  op->u.dlq.case_id = NULL;
+  op->u.dlq.partner = copy_opt(&p, partner);
+  op->u.dlq.limit = limit;
+  op->u.dlq.now_ms = 0;
+  enqueue(st, op);
+  return 0;
+}
+
+int tb_store_dlq_replay(struct tb_store *st, const char *case_id, const char *partner,
+                        int64_t now_ms, tb_store_count_cb cb, void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL) return TB_EINVAL;
+  struct tb__store_op *op = op_new(OP_DLQ_REPLAY, opt_len(case_id) + opt_len(partner), ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.count = cb;
+  char *p = (char *)(op + 1);
+  op->u.dlq.case_id = copy_opt(&p, case_id);
+  op->u.dlq.partner = copy_opt(&p, partner);
+  op->u.dlq.limit = 0;
+  op->u.dlq.now_ms = now_ms;
+  enqueue(st, op);
+  return 0;
+}
+
+int tb_store_queue_stats(struct tb_store *st, tb_store_queue_stats_cb cb, void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL) return TB_EINVAL;
+  struct tb__store_op *op = op_new(OP_QUEUE_STATS, 0, ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.stats = cb;
+  enqueue(st, op);
+  return 0;
+}
+
+static int receipt_ok(const char *r) {
+  return r == NULL || strlen(r) < TB_STORE_RECEIPT_MAX;
+}
+
+int tb_store_inbound_record(struct tb_store *st, const struct tb_store_inbound_new *m,
+                            tb_store_inbound_cb cb, void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL || m == NULL || m->partner == NULL || m->case_id == NULL ||
+      m->canonical == NULL || m->raw == NULL || !receipt_ok(m->receipt_no) ||
+      !receipt_ok(m->our_receipt_no))
+    return TB_EINVAL;
+  if (m->kind != TB_INBOUND_STATUS && m->kind != TB_INBOUND_CASE && m->kind != TB_INBOUND_OTHER)
+    return TB_EINVAL;
+  if (m->kind == TB_INBOUND_CASE && (m->our_receipt_no == NULL || m->our_receipt_no[0] == '\0'))
+    return TB_EINVAL;
+  enum tb_msg_type type = m->msg_type;
+  if ((int)type == 0)
+    type = m->kind == TB_INBOUND_STATUS ? TB_MSG_STATUS_NOTIFY
+           : m->kind == TB_INBOUND_CASE ? TB_MSG_CASE_SUBMIT
+                                        : (enum tb_msg_type)0;
+  if (tb_store_msg_type_name(type) == NULL) return TB_EINVAL;
+  size_t extra = TB_STORE_RECEIPT_MAX + opt_len(m->partner) + opt_len(m->message_id) +
+                 opt_len(m->nonce) + opt_len(m->case_id) + opt_len(m->receipt_no) +
+                 m->canonical_len + 1 + m->raw_len + 1 + opt_len(m->content_type) +
+                 opt_len(m->verify_detail) + opt_len(m->our_receipt_no);
+  struct tb__store_op *op = op_new(OP_INBOUND_RECORD, extra, ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.inbound = cb;
+  char *p = (char *)(op + 1);
+  op->u.inbound.receipt = p;
+  p[0] = '\0';
+  p += TB_STORE_RECEIPT_MAX;
+  struct tb_store_inbound_new *d = &op->u.inbound.m;
+  *d = *m;
+  d->msg_type = type;
+  d->partner = copy_opt(&p, m->partner);
+  d->message_id = copy_opt(&p, m->message_id);
+  d->nonce = copy_opt(&p, m->nonce);
+  d->case_id = copy_opt(&p, m->case_id);
+  d->receipt_no = copy_opt(&p, m->receipt_no);
+  d->canonical = copy_str(&p, m->canonical, m->canonical_len);
+  d->raw = copy_bytes(&p, m->raw, m->raw_len);
+  d->content_type = copy_opt(&p, m->content_type);
+  d->verify_detail = copy_opt(&p, m->verify_detail);
+  d->our_receipt_no = copy_opt(&p, m->our_receipt_no);
+  op->u.inbound.outcome = TB_INBOUND_FAILED;
+  enqueue(st, op);
+  return 0;
+}
+
+/* The reads keyed by one case id share OP_CASE_GET's input. */
+static int queue_case_read(enum op_kind kind, const char *case_id, struct tb__store_op **out,
+                           void *ud) {
+  if (case_id == NULL) return TB_EINVAL;
+  size_t n = strlen(case_id);
+  struct tb__store_op *op = op_new(kind, n + 1, ud);
+  if (op == NULL) return TB_ENOMEM;
+  char *p = (char *)(op + 1);
+  op->u.get.case_id = copy_str(&p, case_id, n);
+  *out = op;
+  return 0;
+}
+
+int tb_store_inbound_get(struct tb_store *st, const char *case_id, tb_store_inbound_view_cb cb,
+                         void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL) return TB_EINVAL;
+  struct tb__store_op *op;
+  int rc = queue_case_read(OP_INBOUND_GET, case_id, &op, ud);
+  if (rc != 0) return rc;
+  op->cb.inbound_get = cb;
+  enqueue(st, op);
+  return 0;
+}
+
+int tb_store_evidence_list(struct tb_store *st, const char *case_id, tb_store_evidence_cb cb,
+                           void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL) return TB_EINVAL;
+  struct tb__store_op *op;
+  int rc = queue_case_read(OP_EVIDENCE_LIST, case_id, &op, ud);
+  if (rc != 0) return rc;
+  op->cb.evidence = cb;
+  enqueue(st, op);
+  return 0;
+}
+
+int tb_store_cases_list(struct tb_store *st, const struct tb_store_case_filter *f,
+                        tb_store_cases_cb cb, void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL || f == NULL) return TB_EINVAL;
+  struct tb__store_op *op = op_new(OP_CASES_LIST, opt_len(f->status) + opt_len(f->partner), ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.cases = cb;
+  char *p = (char *)(op + 1);
+  op->u.cases = *f;
+  op->u.cases.status = copy_opt(&p, f->status);
+  op->u.cases.partner = copy_opt(&p, f->partner);
   enqueue(st, op);
   return 0;
 }
