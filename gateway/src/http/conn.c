@@ -5,10 +5,11 @@
  * may be freed.
  *
  * All bytes cross two functions, tb__http_conn_recv (plaintext in) and
- * tb__http_conn_send (plaintext out). A TLS layer sits between them and the
- * socket: on_read would feed ciphertext into an OpenSSL memory BIO and call
- * recv with what SSL_read yields; send would SSL_write into the BIO and
- * uv_write the ciphertext. Nothing else here touches the socket's bytes.
+ * tb__http_conn_send (plaintext out). On a TLS listener (c->tls, tls.c)
+ * on_read hands ciphertext to tb__http_tls_read, which calls recv with what
+ * SSL_read yields, and send goes through tb__http_tls_send, which encrypts
+ * and writes the ciphertext with tb__http_conn_write_raw. The plain path
+ * pays one branch for this. Nothing else here touches the socket's bytes.
  *
  * tb__http_conn_step() derives what the connection should do from its state
  * (read or not, close, linger, which deadline is next); every event handler
@@ -57,6 +58,10 @@ struct tb__http_conn *tb__http_conn_new(struct tb_http_server *srv) {
   tb__http_parser_init(c);
   c->phase = TB__PH_IDLE;
   snprintf(c->peer, sizeof c->peer, "-");
+  if (srv->tls_ctx != NULL && tb__http_tls_conn_init(c) != 0) {
+    tb__http_conn_close(c); /* the struct goes in the handles' close callbacks */
+    return NULL;
+  }
   return c;
 }
 
@@ -151,6 +156,12 @@ static void on_timer(uv_timer_t *t) {
     char detail[128];
     switch (c->phase) {
     case TB__PH_IDLE:
+      if (c->tls != NULL && !c->tls->established) {
+        /* No HTTP answer is possible before the handshake completes. */
+        log_timeout(c, "tls_handshake", lim->header_timeout_ms);
+        tb__http_conn_close(c);
+        return;
+      }
       if (c->nreq == 0) {
         log_timeout(c, "header", lim->header_timeout_ms);
         snprintf(detail, sizeof detail, "no request within %llu ms",
@@ -193,9 +204,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 /* Keeps bytes the parser cannot take now. Reading stops at
  * max_pipeline_bytes (see step), so the buffer never exceeds that plus one
- * read. */
+ * read (plus one TLS record under TLS). */
 static int pend_append(struct tb__http_conn *c, const char *data, size_t len) {
   size_t max = c->srv->cfg.limits.max_pipeline_bytes + TB_HTTP_READ_SLAB;
+  if (c->tls != NULL) max += TB_HTTP_TLS_RECORD; /* a record completed by this read */
   size_t need = c->pend_len + len;
   if (need > max) return -1;
   if (need > c->pend_cap) {
@@ -255,6 +267,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       if (c->linger_bytes > TB_HTTP_LINGER_BYTES && c->writes == 0) tb__http_conn_close(c);
       return;
     }
+    if (c->tls != NULL) {
+      tb__http_tls_read(c, buf->base, (size_t)nread);
+      return;
+    }
     tb__http_conn_recv(c, buf->base, (size_t)nread);
     return;
   }
@@ -263,6 +279,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     /* A half-close ends the peer's input, not its interest in answers:
      * requests already read are answered, then the connection closes. */
     c->eof = 1;
+    if (c->tls != NULL) tb__http_tls_eof(c);
     if (c->phase == TB__PH_DRAIN && c->writes == 0) {
       tb__http_conn_close(c);
       return;
@@ -303,6 +320,12 @@ static void on_write(uv_write_t *req, int status) {
 
 int tb__http_conn_send(struct tb__http_conn *c, const uv_buf_t *bufs, unsigned nbufs,
                        char *owned) {
+  if (c->tls != NULL) return tb__http_tls_send(c, bufs, nbufs, owned);
+  return tb__http_conn_write_raw(c, bufs, nbufs, owned);
+}
+
+int tb__http_conn_write_raw(struct tb__http_conn *c, const uv_buf_t *bufs, unsigned nbufs,
+                            char *owned) {
   if (c->phase == TB__PH_CLOSED || nbufs > 4) {
     free(owned);
     return UV_ECANCELED;
@@ -402,6 +425,11 @@ void tb__http_conn_step(struct tb__http_conn *c) {
   }
   c->write_blocked = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > TB_HTTP_WRITE_HIGH;
   if (c->phase == TB__PH_DRAIN) {
+    /* TLS: close_notify goes after the answer and before our FIN. */
+    if (c->tls != NULL && c->writes == 0 && !c->lingering) {
+      tb__http_tls_close_notify(c, 1);
+      if (c->phase == TB__PH_CLOSED) return;
+    }
     if (c->writes == 0) {
       if (c->eof) {
         tb__http_conn_close(c);
@@ -453,6 +481,7 @@ void tb__http_conn_close(struct tb__http_conn *c) {
   if (c->admitted == 1) srv->nconns--;
   if (c->admitted == 2) srv->nrejecting--;
   c->admitted = 0;
+  if (c->tls != NULL) tb__http_tls_close_notify(c, 0); /* best effort: idle, EOF, timeouts */
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
   if (c->ex.active && !c->ex.aborted) {
@@ -471,6 +500,7 @@ void tb__http_conn_maybe_free(struct tb__http_conn *c) {
     return;
   struct tb_http_server *srv = c->srv;
   tb__list_del(&c->link);
+  if (c->tls != NULL) tb__http_tls_free(c);
   free(c->pend);
   free(c->hbuf);
   free(c->hoff);

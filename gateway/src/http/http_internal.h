@@ -11,6 +11,8 @@
  *               100-continue, handing complete requests to the handler
  *   response.c  status lines, header serialisation, Date cache, respond API
  *   problem.c   RFC 9457 bodies
+ *   tls.c       TLS listeners: SSL_CTX from the config, per-connection SSL on
+ *               a BIO pair between the socket and the plaintext seam
  *
  * Invariants a reader can rely on:
  *   - A connection handles one request at a time (phase HANDLER parks the
@@ -50,6 +52,17 @@
 /* Body buffers larger than this are freed after the answer instead of being
  * kept for the next request on the connection. */
 #define TB_HTTP_BODY_KEEP (64u * 1024u)
+/* TLS: the BIO pair between a connection's SSL and its socket has a ring per
+ * direction; they are the cap on buffered ciphertext (input is fed in slices
+ * of at most TB_HTTP_TLS_RING_IN and decrypted before the next slice;
+ * output is flushed to the socket whenever the ring fills). */
+#define TB_HTTP_TLS_RING_IN (17u * 1024u)
+#define TB_HTTP_TLS_RING_OUT (64u * 1024u)
+/* One TLS record of plaintext: the most one read's worth of ciphertext can
+ * yield beyond the bytes read (a record completed by this read). */
+#define TB_HTTP_TLS_RECORD (16u * 1024u)
+/* handshake_failed log lines per second and listener; the rest are counted. */
+#define TB_HTTP_TLS_LOG_PER_SEC 10u
 
 struct tb__list {
   struct tb__list *prev, *next;
@@ -93,6 +106,12 @@ struct tb_http_server {
   uint64_t reject_count;
   int64_t date_sec; /* Date header cache */
   char date[40];
+  /* TLS listeners only (NULL/0 for plain HTTP). */
+  SSL_CTX *tls_ctx;
+  char *tls_plain;            /* TB_HTTP_READ_SLAB bytes: decrypted input, like slab */
+  uint64_t tls_log_sec;       /* rate limit of http.tls.handshake_failed */
+  unsigned tls_log_n;
+  uint64_t tls_log_suppressed;
   char slab[TB_HTTP_READ_SLAB];
 };
 
@@ -113,6 +132,19 @@ struct tb_http_exchange {
   int active;  /* handed to the handler, not yet answered */
   int aborted; /* the connection went away first */
   int is_head;
+};
+
+/* A TLS connection's state (tls.c). ssl reads from and writes to the
+ * internal half of a BIO pair; `net` is the external half, fed with bytes
+ * from the socket and drained into it. */
+struct tb__http_tls {
+  SSL *ssl;
+  BIO *net;
+  char *subject;      /* peer_subject, malloc'd; NULL without a verified client cert */
+  uint64_t bytes_in;  /* ciphertext received (was a handshake attempted at all?) */
+  int established;    /* handshake complete */
+  int failed;         /* fatal TLS error: no close_notify, no more SSL calls */
+  int shutdown_sent;  /* close_notify written */
 };
 
 struct tb__hdr_off {
@@ -180,6 +212,7 @@ struct tb__http_conn {
   char fail_detail[160];
 
   char peer[64];
+  struct tb__http_tls *tls; /* NULL on a plain listener */
 };
 
 /* server.c */
@@ -203,12 +236,35 @@ void tb__http_conn_resume(struct tb__http_conn *c);
 void tb__http_conn_close(struct tb__http_conn *c);
 void tb__http_conn_maybe_free(struct tb__http_conn *c);
 void tb__http_conn_enter(struct tb__http_conn *c, enum tb__phase phase);
+/* Bytes to the socket as they are (plaintext on a plain listener, ciphertext
+ * under TLS); arguments as tb__http_conn_send. */
+int tb__http_conn_write_raw(struct tb__http_conn *c, const uv_buf_t *bufs, unsigned nbufs,
+                            char *owned);
 
 /* parser.c */
 void tb__http_parser_init(struct tb__http_conn *c);
 size_t tb__http_parse(struct tb__http_conn *c, const char *data, size_t len);
 void tb__http_request_begin(struct tb__http_conn *c);
 void tb__http_request_done(struct tb__http_conn *c);
+
+/* tls.c */
+/* Builds the listener's SSL_CTX from cfg; errors as tb_http_server_start. */
+int tb__http_tls_ctx_new(const struct tb_http_tls_config *cfg, const char *name,
+                         SSL_CTX **out, char *err);
+/* Gives a new connection its SSL (server side, handshake pending). -1: no memory. */
+int tb__http_tls_conn_init(struct tb__http_conn *c);
+/* Ciphertext from the socket (borrowed): drives the handshake, hands
+ * plaintext to tb__http_conn_recv, flushes what TLS has to say. */
+void tb__http_tls_read(struct tb__http_conn *c, const char *data, size_t len);
+/* The plaintext side of tb__http_conn_send under TLS. */
+int tb__http_tls_send(struct tb__http_conn *c, const uv_buf_t *bufs, unsigned nbufs,
+                      char *owned);
+/* The peer's TCP FIN arrived (logs a handshake cut short). */
+void tb__http_tls_eof(struct tb__http_conn *c);
+/* Queues close_notify once (only on an established, healthy session).
+ * queue=0: only what the socket takes at once (the handle closes next). */
+void tb__http_tls_close_notify(struct tb__http_conn *c, int queue);
+void tb__http_tls_free(struct tb__http_conn *c);
 
 /* response.c */
 /* Serialises and queues an answer; the observer sees it. `owned` as in

@@ -318,6 +318,7 @@ static void headers_ready(struct tb__http_conn *c) {
   r->header_count = c->nhdr;
   r->started_ns = c->started_ns;
   r->peer = c->peer;
+  r->peer_subject = c->tls != NULL ? c->tls->subject : NULL;
   split_target(c);
 
   if (p->http_minor == 1) { /* RFC 9112 §3.2: exactly one Host, or 400 */

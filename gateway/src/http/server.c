@@ -7,8 +7,10 @@
  * closed; at most TB_HTTP_MAX_REJECTING such answers are in flight, beyond
  * that sockets are closed without a word so that a connection flood cannot
  * buy memory. Rejected connections are not counted in
- * tb_http_server_connections().
+ * tb_http_server_connections(). A TLS listener closes them without a word:
+ * an answer would first cost a handshake, which is what it cannot afford.
  */
+#include <openssl/ssl.h>
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,8 @@ static void on_handle_closed(uv_handle_t *h) {
     void (*cb)(void *) = srv->on_closed;
     void *ud = srv->on_closed_ud;
     tb_log_msg(TB_LOG_INFO, "http.closed", "%s: listener on %s closed", srv->name, srv->addr);
+    SSL_CTX_free(srv->tls_ctx); /* connections hold their own references */
+    free(srv->tls_plain);
     free(srv);
     if (cb) cb(ud);
   }
@@ -138,7 +142,7 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   if (srv->closing) return;
   int over = srv->nconns >= srv->cfg.limits.max_connections;
-  if (over && srv->nrejecting >= TB_HTTP_MAX_REJECTING) {
+  if (over && (srv->nrejecting >= TB_HTTP_MAX_REJECTING || srv->tls_ctx != NULL)) {
     /* Take the socket off the backlog and drop it. */
     uv_tcp_t *t = malloc(sizeof *t);
     if (t == NULL || uv_tcp_init(srv->loop, t) != 0) {
@@ -154,6 +158,15 @@ static void on_connection(uv_stream_t *server, int status) {
   if (c == NULL) {
     tb_log_msg(TB_LOG_ERROR, "http.accept.error", "%s: out of memory for a connection",
                srv->name);
+    /* Still take the socket off the backlog: libuv stops watching the
+     * listener while an accepted socket waits for uv_accept. */
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (t != NULL && uv_tcp_init(srv->loop, t) == 0) {
+      (void)uv_accept(server, (uv_stream_t *)t);
+      uv_close((uv_handle_t *)t, on_reject_closed);
+    } else {
+      free(t);
+    }
     return;
   }
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
@@ -197,10 +210,28 @@ int tb_http_server_start(uv_loop_t *loop, const struct tb_http_server_config *cf
     return tb_errf(err, TB_EINVAL, "%s: \"%s\" is not a numeric IPv4 or IPv6 address", name,
                    cfg->host);
 
+  SSL_CTX *tls_ctx = NULL;
+  char *tls_plain = NULL;
+  if (cfg->tls != NULL) {
+    int rc = tb__http_tls_ctx_new(cfg->tls, name, &tls_ctx, err);
+    if (rc != 0) return rc;
+    tls_plain = malloc(TB_HTTP_READ_SLAB);
+    if (tls_plain == NULL) {
+      SSL_CTX_free(tls_ctx);
+      return tb_errf(err, TB_ENOMEM, "%s: out of memory", name);
+    }
+  }
   struct tb_http_server *srv = calloc(1, sizeof *srv);
-  if (srv == NULL) return tb_errf(err, TB_ENOMEM, "%s: out of memory", name);
+  if (srv == NULL) {
+    SSL_CTX_free(tls_ctx);
+    free(tls_plain);
+    return tb_errf(err, TB_ENOMEM, "%s: out of memory", name);
+  }
   srv->loop = loop;
   srv->cfg = *cfg;
+  srv->cfg.tls = NULL; /* borrowed; what it said lives in tls_ctx */
+  srv->tls_ctx = tls_ctx;
+  srv->tls_plain = tls_plain;
   snprintf(srv->name, sizeof srv->name, "%s", name);
   srv->cfg.name = srv->name;
   srv->cfg.host = NULL; /* borrowed from the caller; not kept */
@@ -213,6 +244,8 @@ int tb_http_server_start(uv_loop_t *loop, const struct tb_http_server_config *cf
 
   int r = uv_tcp_init(loop, &srv->listener);
   if (r != 0) {
+    SSL_CTX_free(srv->tls_ctx);
+    free(srv->tls_plain);
     free(srv);
     return tb_errf(err, TB_EIO, "%s: cannot create a socket: %s", name, uv_strerror(r));
   }
@@ -240,6 +273,7 @@ int tb_http_server_start(uv_loop_t *loop, const struct tb_http_server_config *cf
   struct tb_log_line *l = tb_log_begin(TB_LOG_INFO, "http.listen");
   tb_log_str(l, "listener", srv->name);
   tb_log_str(l, "address", srv->addr);
+  tb_log_str(l, "scheme", srv->tls_ctx != NULL ? "https" : "http");
   tb_log_end(l);
   *out = srv;
   return 0;

@@ -18,6 +18,12 @@
  * 431 (header bytes or count over limit), 505 (not HTTP/1.x), 503 (over
  * max_connections: answered then closed).
  *
+ * TLS (optional, per listener): with cfg.tls set the listener speaks only
+ * HTTPS — TLS 1.2/1.3 on top of the same HTTP code through memory BIOs —
+ * and can require client certificates; a request then names its verified
+ * peer (peer_subject) and tb_http_request_peer_issued_by() tells which CA
+ * issued it. See docs/http.md, "TLS".
+ *
  * Threading: everything runs on the loop thread that started the server.
  */
 #ifndef TB_HTTP_SERVER_H
@@ -25,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <openssl/types.h>
 #include <uv.h>
 
 struct tb_http_limits {
@@ -62,10 +69,32 @@ struct tb_http_request {
   int keep_alive;             /* the connection stays open after the answer */
   uint64_t started_ns;        /* uv_hrtime() when the first byte arrived */
   const char *peer;           /* "127.0.0.1:54321" */
+  /* TLS listeners only: RFC 2253 subject of the client certificate that was
+   * verified in the handshake ("CN=laizhou 370683 client,O=..."), NULL
+   * without one (plain listener, client certificates not requested, or
+   * optional and not sent). Which partner's CA issued it is a separate
+   * question: tb_http_request_peer_issued_by(). */
+  const char *peer_subject;
 };
 
 /* Case-insensitive header lookup; first match or NULL. */
 const char *tb_http_request_header(const struct tb_http_request *req, const char *name);
+
+/*
+ * 1 if the request arrived over TLS with a client certificate that was
+ * verified in the handshake AND that certificate, with the intermediates the
+ * client sent, verifies now for client authentication against `trusted`
+ * alone (e.g. one partner's CA, from tb_http_tls_ca_store_new()); else 0:
+ * plain listener, no client certificate, issued by another CA, expired since
+ * the handshake, or out of memory (fails closed). The listener's verification
+ * only proves the certificate chains to *one of* its configured client CAs;
+ * this proves it chains to *this* one. Costs one chain verification (a few
+ * signature checks); no allocation survives the call. `trusted` is borrowed
+ * and not modified. Loop thread only, while the exchange is unanswered.
+ * On a resumed session only the leaf certificate is known (clients do not
+ * resend their chain): keep intermediates in the store given here.
+ */
+int tb_http_request_peer_issued_by(const struct tb_http_request *req, X509_STORE *trusted);
 
 struct tb_http_exchange; /* one request waiting for its answer */
 
@@ -88,6 +117,42 @@ typedef void (*tb_http_observer_fn)(const char *route, int status,
  * discarded, and the exchange stays valid until then. */
 typedef void (*tb_http_abort_fn)(struct tb_http_exchange *ex, void *ud);
 
+/* Client certificates on a TLS listener. */
+enum tb_http_tls_verify {
+  TB_HTTP_TLS_VERIFY_NONE = 0, /* not requested */
+  TB_HTTP_TLS_VERIFY_OPTIONAL, /* requested; if sent it must verify, else the handshake fails */
+  TB_HTTP_TLS_VERIFY_REQUIRED  /* a handshake without a verified certificate fails */
+};
+
+/*
+ * A TLS listener (borrowed for tb_http_server_start, which loads every file;
+ * nothing here is kept). Protocols: TLS 1.2 and 1.3 only. Defaults: TLS 1.2
+ * ECDHE with AES-GCM or ChaCha20-Poly1305 (no RSA key exchange, no CBC), the
+ * OpenSSL TLS 1.3 suites, server preference, no renegotiation, session cache
+ * and session tickets on (resumed handshakes are cheap).
+ */
+struct tb_http_tls_config {
+  const char *certificate_file; /* PEM: our certificate, then intermediates */
+  const char *private_key_file; /* PEM, unencrypted, not readable by group/others */
+  enum tb_http_tls_verify verify;
+  /* PEM files of trusted client CAs (one per partner, each may hold several
+   * certificates); required unless verify is NONE (then ignored). All are
+   * trusted for the handshake and named in the CertificateRequest. */
+  const char *const *client_ca_files;
+  size_t client_ca_count;
+  const char *ciphers;        /* TLS 1.2 cipher list; NULL: the default above */
+  const char *ciphersuites;   /* TLS 1.3 suites; NULL: OpenSSL's default */
+  uint32_t session_timeout_s; /* lifetime of cached sessions and tickets; 0: 300 */
+};
+
+/*
+ * Loads a PEM bundle of CA certificates into a new X509_STORE for
+ * tb_http_request_peer_issued_by() (free it with X509_STORE_free). Returns 0,
+ * TB_ENOTFOUND / TB_EIO (file), TB_EPARSE (no certificate in it) or TB_ENOMEM,
+ * with err (TB_ERRMSG_MAX bytes) naming the file. Any thread.
+ */
+int tb_http_tls_ca_store_new(const char *pem_file, X509_STORE **out, char *err);
+
 struct tb_http_server_config {
   const char *name;            /* listener name for logs and metrics: "local_api" */
   const char *host;            /* numeric IPv4/IPv6 address */
@@ -97,13 +162,19 @@ struct tb_http_server_config {
   void *handler_ud;
   tb_http_observer_fn observer; /* may be NULL */
   void *observer_ud;
+  const struct tb_http_tls_config *tls; /* NULL: plain HTTP */
 };
 
 struct tb_http_server;
 
 /* Binds and listens. Returns 0, or TB_EIO with err naming the address and
  * the system's reason ("local_api: cannot listen on 127.0.0.1:8080: address
- * already in use"). cfg is copied. */
+ * already in use"). cfg is copied. With cfg->tls, every file is loaded and
+ * checked first: TB_ENOTFOUND / TB_EIO (unreadable file), TB_ECONFIG (key
+ * readable by group/others — the message says "chmod 600 FILE" —, key not
+ * matching the certificate, client certificates requested without a CA,
+ * cipher list that selects nothing), TB_EPARSE (not PEM, encrypted key),
+ * each naming the listener, the file and OpenSSL's reason. */
 int tb_http_server_start(uv_loop_t *loop, const struct tb_http_server_config *cfg,
                          struct tb_http_server **out, char *err);
 
