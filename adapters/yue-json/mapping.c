@@ -203,6 +203,7 @@ static int bad(char *err, const char *path, const char *fmt, ...) {
 /* A required string member. */
 static int c_str(const json_t *o, const char *path, const char *key, const char **out, char *err) {
   const json_t *v = json_object_get(o, key);
+  *out = NULL; /* defined on every path, also for the optimiser's flow analysis */
   if (!json_is_string(v)) return bad(err, path, "%s must be a string", key);
   *out = json_string_value(v);
   return 0;
@@ -220,7 +221,7 @@ static int c_opt_str(const json_t *o, const char *path, const char *key, const c
 }
 
 static int enc_party(struct enc *e, const json_t *p, const char *path) {
-  const char *kind, *name, *id_type, *id_number, *phone, *address;
+  const char *kind = NULL, *name = NULL, *id_type = NULL, *id_number = NULL, *phone = NULL, *address = NULL;
   int rc;
   if (!json_is_object(p)) return bad(e->err, path, "must be an object");
   if ((rc = c_str(p, path, "kind", &kind, e->err)) ||
@@ -262,7 +263,7 @@ static int enc_attachments(struct enc *e, const json_t *materials, const char *p
     char p[64];
     snprintf(p, sizeof p, "%s[%zu]", path, i);
     const json_t *m = json_array_get(materials, i);
-    const char *name, *media, *sm3, *content;
+    const char *name = NULL, *media = NULL, *sm3 = NULL, *content = NULL;
     int rc;
     if (!json_is_object(m)) return bad(e->err, p, "must be an object");
     if ((rc = c_str(m, p, "name", &name, e->err)) ||
@@ -391,7 +392,7 @@ static int enc_case(struct enc *e, const json_t *c) {
 }
 
 static int enc_withdraw(struct enc *e, const json_t *c) {
-  const char *case_id, *receipt, *reason;
+  const char *case_id = NULL, *receipt = NULL, *reason = NULL;
   int rc;
   if ((rc = c_str(c, "withdraw", "case_id", &case_id, e->err)) ||
       (rc = c_str(c, "withdraw", "receipt_no", &receipt, e->err)) ||
@@ -410,7 +411,7 @@ static int enc_withdraw(struct enc *e, const json_t *c) {
 }
 
 static int enc_supplement(struct enc *e, const json_t *c) {
-  const char *case_id, *receipt;
+  const char *case_id = NULL, *receipt = NULL;
   int rc;
   if ((rc = c_str(c, "supplement", "case_id", &case_id, e->err)) ||
       (rc = c_str(c, "supplement", "receipt_no", &receipt, e->err)))
@@ -428,7 +429,7 @@ static int enc_supplement(struct enc *e, const json_t *c) {
 }
 
 static int enc_status(struct enc *e, const json_t *c) {
-  const char *case_id, *receipt, *status, *opinion, *tracking, *licence, *at;
+  const char *case_id = NULL, *receipt = NULL, *status = NULL, *opinion = NULL, *tracking = NULL, *licence = NULL, *at = NULL;
   int rc;
   if ((rc = c_str(c, "status", "case_id", &case_id, e->err)) ||
       (rc = c_str(c, "status", "receipt_no", &receipt, e->err)) ||
@@ -605,7 +606,7 @@ static void put_time(struct dec *d, int64_t ms) {
 
 static int dec_party(struct dec *d, const json_t *p, const char *path) {
   static const char *const keys[] = {"type", "name", "certType", "certNo", "mobile", "address"};
-  const char *type, *name, *cert, *no, *mobile, *address;
+  const char *type = NULL, *name = NULL, *cert = NULL, *no = NULL, *mobile = NULL, *address = NULL;
   size_t name_len, addr_len;
   int rc;
   if ((rc = exact_keys(d, p, path, keys, COUNT(keys))) ||
@@ -660,7 +661,7 @@ static int dec_attachments(struct dec *d, const json_t *a, const char *path) {
     char p[64];
     snprintf(p, sizeof p, "%s[%zu]", path, i);
     const json_t *m = json_array_get(a, i);
-    const char *file_name, *file_type, *sm3, *data;
+    const char *file_name = NULL, *file_type = NULL, *sm3 = NULL, *data = NULL;
     size_t fn_len, data_len;
     int rc;
     if ((rc = exact_keys(d, m, p, keys, COUNT(keys))) ||
@@ -745,7 +746,7 @@ static int dec_case(struct dec *d, const json_t *o, struct yj_inbound_fields *f)
                                      "handleAreaCode", "acceptTime", "applicant",  "agent",
                                      "attachments",    "formData",   "delivery",   "remark"};
   static const char *const dkeys[] = {"mode", "receiver", "mobile", "address"};
-  const char *code, *name, *accept_area, *handle_area, *remark, *receiver, *mobile, *address;
+  const char *code = NULL, *name = NULL, *accept_area = NULL, *handle_area = NULL, *remark = NULL, *receiver = NULL, *mobile = NULL, *address = NULL;
   size_t name_len, remark_len, recv_len, addr_len;
   int64_t accept_ms;
   int rc;
@@ -850,7 +851,7 @@ static int dec_case(struct dec *d, const json_t *o, struct yj_inbound_fields *f)
 
 static int dec_withdraw(struct dec *d, const json_t *o, struct yj_inbound_fields *f) {
   static const char *const keys[] = {"applyNo", "receiptNo", "reason"};
-  const char *reason;
+  const char *reason = NULL;
   size_t len;
   int rc;
   if ((rc = exact_keys(d, o, "$", keys, COUNT(keys))) || (rc = dec_apply_no(d, o, f)) ||
@@ -891,7 +892,7 @@ static int dec_supplement(struct dec *d, const json_t *o, struct yj_inbound_fiel
 static int dec_status(struct dec *d, const json_t *o, struct yj_inbound_fields *f) {
   static const char *const keys[] = {"applyNo",        "receiptNo", "status",    "opinion",
                                      "supplementList", "expressNo", "licenseNo", "time"};
-  const char *status, *opinion, *express, *license;
+  const char *status = NULL, *opinion = NULL, *express = NULL, *license = NULL;
   size_t op_len, ex_len, li_len;
   int64_t at_ms;
   int rc;
