@@ -17,6 +17,9 @@ cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/release -j"$(nproc)"
 ./certs/make-dev-pki.sh >/dev/null
 mkdir -p examples/var
+# The complete check `serve` does at start: keys (certs/out), partner TLS
+# files and the adapters in build/release/adapters, loaded and initialised.
+build/release/gateway/tbgw check-config -c examples/tbgw.json
 
 cat <<MSG
 

@@ -13,10 +13,17 @@ JSON object with ts/level/event and that no sanitizer report is present.
 Only the Python standard library is used. Paths come from the environment
 that ctest sets (TBGW_BIN, TB_SAMPLES_DIR, TB_REPO_ROOT) with fallbacks
 relative to this file, never absolute paths.
+
+The default configuration is a complete one: named keys from the development
+PKI (certs/make-dev-pki.sh, made once into certs/out or TB_PKI_DIR), the
+adapters built beside TBGW_BIN (or TB_ADAPTERS_DIR), and each partner with
+its adapter's settings, so that every test starts the real adapters.
 """
 
 import copy
+import fcntl
 import glob
+import hashlib
 import http.client
 import json
 import os
@@ -34,6 +41,10 @@ REPO_ROOT = os.environ.get("TB_REPO_ROOT") or os.path.normpath(os.path.join(HERE
 SAMPLES_DIR = os.environ.get("TB_SAMPLES_DIR") or os.path.normpath(
     os.path.join(REPO_ROOT, "..", "shared", "samples"))
 TBGW_BIN = os.environ.get("TBGW_BIN") or os.path.join(REPO_ROOT, "build", "gateway", "tbgw")
+# The build puts adapters in <build>/adapters and tbgw in <build>/gateway/.
+ADAPTERS_DIR = os.environ.get("TB_ADAPTERS_DIR") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(TBGW_BIN))), "adapters")
+PKI_DIR = os.environ.get("TB_PKI_DIR") or os.path.join(REPO_ROOT, "certs", "out")
 
 TOKEN = "test-token-0123456789abcdef"
 CLIENT = "hall-test"
@@ -90,6 +101,58 @@ def id_check_char(first17):
 
 # ---- configuration --------------------------------------------------------
 
+_pki_made = []
+
+
+def ensure_pki():
+    """The development PKI's directory, made on first use. make-dev-pki.sh
+    does nothing when the directory is complete; a lock keeps parallel test
+    processes from making it at the same time."""
+    if not _pki_made:
+        lock = os.path.join(tempfile.gettempdir(), "tbgw-pki-%s.lock" % hashlib.sha256(
+            os.path.abspath(PKI_DIR).encode()).hexdigest()[:16])
+        with open(lock, "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            subprocess.run([os.path.join(REPO_ROOT, "certs", "make-dev-pki.sh"), PKI_DIR],
+                           check=True, stdout=subprocess.DEVNULL, timeout=300)
+        _pki_made.append(PKI_DIR)
+    return PKI_DIR
+
+
+# Made at import: examples/tbgw.json, which test_lifecycle checks with
+# `tbgw check-config` (keys included), reads its keys from certs/out too.
+ensure_pki()
+
+
+def demo_keys(pki=None):
+    """The named keys of examples/tbgw.json, with absolute paths into pki."""
+    pki = pki or ensure_pki()
+
+    def p(rel):
+        return os.path.join(pki, rel)
+
+    return {
+        "gw-rsa": {"kind": "rsa", "private_key": p("gateway/sign-rsa.key"),
+                   "certificate": p("gateway/sign-rsa.pem")},
+        "gw-sm2": {"kind": "sm2", "private_key": p("gateway/sign-sm2.key"),
+                   "public_key": p("gateway/sign-sm2.pub.pem")},
+        "gw-ca": {"kind": "ca", "certificate": p("gateway/ca.pem")},
+        "laizhou-ca": {"kind": "ca", "certificate": p("partners/laizhou/ca.pem")},
+        "zhaoyuan-ca": {"kind": "ca", "certificate": p("partners/zhaoyuan/ca.pem")},
+        "wujiang-ca": {"kind": "ca", "certificate": p("partners/wujiang/ca.pem")},
+        "wujiang-sm2-pub": {"kind": "sm2", "public_key": p("partners/wujiang/sign-sm2.pub.pem")},
+    }
+
+
+def partner_tls(partner, pki=None):
+    """A partner's TLS block: its CA both ways, our client certificate."""
+    pki = pki or ensure_pki()
+    return {"ca": os.path.join(pki, "partners", partner, "ca.pem"),
+            "client_certificate": os.path.join(pki, "gateway", "tls-client.pem"),
+            "client_key": os.path.join(pki, "gateway", "tls-client.key"),
+            "client_ca": os.path.join(pki, "partners", partner, "ca.pem")}
+
+
 def default_config():
     return {
         "node": {"region": "430603", "name": "integration-test"},
@@ -103,13 +166,19 @@ def default_config():
         "cases": {},
         "store": {"path": "tbgw.db", "durability": "fsync"},
         "log": {"level": "info", "file": "-"},
+        "keys": demo_keys(),
+        "adapters": {"dir": ADAPTERS_DIR},
         "partners": [
             {"name": "laizhou", "adapter": "lu-xml", "regions": ["370683"],
-             "endpoint": "https://127.0.0.1:9443"},
+             "endpoint": "https://127.0.0.1:9443", "tls": partner_tls("laizhou"),
+             "keys": {"sign": "gw-rsa", "peer_ca": "laizhou-ca"}},
             {"name": "zhaoyuan", "adapter": "lu-xml", "regions": ["370685"],
-             "endpoint": "https://127.0.0.1:9444"},
+             "endpoint": "https://127.0.0.1:9444", "tls": partner_tls("zhaoyuan"),
+             "keys": {"sign": "gw-rsa", "peer_ca": "zhaoyuan-ca"}},
             {"name": "wujiang", "adapter": "yue-json", "regions": ["440203"],
-             "endpoint": "https://127.0.0.1:9543"},
+             "endpoint": "https://127.0.0.1:9543", "tls": partner_tls("wujiang"),
+             "app_id": "YY-YUNXI-001", "peer_app_id": "GD-WJ-TB",
+             "keys": {"sign": "gw-sm2", "decrypt": "gw-sm2", "peer": "wujiang-sm2-pub"}},
         ],
     }
 

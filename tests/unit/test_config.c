@@ -33,6 +33,7 @@ static const char GOOD[] =
     " \"local_api\": {\"listen\": \"127.0.0.1:8080\","
     "   \"tokens\": [{\"client\": \"hall-1\", \"token\": \"0123456789abcdef-one\"},"
     "              {\"client\": \"hall-2\", \"token\": \"0123456789abcdef-two\"}]},"
+    " \"adapters\": {\"dir\": \"/usr/lib/tbgw/adapters\"},"
     " \"partners\": ["
     "   {\"name\": \"laizhou\", \"adapter\": \"lu-xml\", \"regions\": [\"370683\"],"
     "    \"endpoint\": \"https://127.0.0.1:9443\"},"
@@ -247,6 +248,10 @@ static void test_documented_defaults_are_applied(void **state) {
   assert_string_equal(cfg.log_file, "-");
   assert_null(cfg.adapters_dir);
   assert_int_equal(cfg.partner_count, 0);
+  assert_int_equal(cfg.key_count, 0);
+  assert_null(cfg.keys);
+  assert_int_equal(cfg.partner_api_set, 0);
+  assert_null(cfg.partner_api_host);
   assert_null(tb_config_route(&cfg, "370683"));
   tb_config_free(&cfg);
 }
@@ -513,8 +518,8 @@ static void test_partner_problems(void **state) {
 static void test_unknown_keys_are_refused(void **state) {
   (void)state;
   expect_mutation("loglevel", "\"info\"",
-                  "loglevel: unknown key (allowed here: node, local_api, cases, store, log, "
-                  "adapters, partners)");
+                  "loglevel: unknown key (allowed here: node, local_api, partner_api, cases, "
+                  "store, log, keys, adapters, partners)");
   expect_mutation("local_api.limits.max_body", "1",
                   "local_api.limits.max_body: unknown key (allowed here: max_header_bytes, "
                   "max_header_count, max_body_bytes, max_connections, max_pipeline_bytes)");
@@ -560,8 +565,10 @@ static void test_all_problems_reported_in_document_order(void **state) {
       "partners[2].name: \"laizhou\" is used by partners[0] too",
       "partners[2].regions[0]: \"370683\" is served by both \"laizhou\" (partners[0]) and "
       "\"laizhou\" (partners[2]); a region can have only one partner",
-      "extra: unknown key (allowed here: node, local_api, cases, store, log, adapters, "
-      "partners)",
+      "extra: unknown key (allowed here: node, local_api, partner_api, cases, store, log, "
+      "keys, adapters, partners)",
+      "adapters.dir: missing (3 partner(s) are configured: their adapters are loaded from this "
+      "directory, e.g. \"../build/release/adapters\")",
   };
   const char *at = p;
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -711,6 +718,286 @@ static void test_free_releases_everything_and_is_idempotent(void **state) {
   free(text);
 }
 
+/* ---- keys, partner_api, partner TLS and delivery ---------------------------- */
+
+static const char KEYS[] =
+    "{\"gw-rsa\": {\"kind\": \"rsa\", \"private_key\": \"pki/gateway/sign-rsa.key\","
+    "   \"certificate\": \"/abs/sign-rsa.pem\"},"
+    " \"gw-sm2\": {\"kind\": \"sm2\", \"private_key\": \"pki/gateway/sign-sm2.key\"},"
+    " \"wujiang-sm2-pub\": {\"sm2_id\": \"GD-WJ-TB\", \"public_key\": \"./pki/wj.pub.pem\","
+    "   \"kind\": \"sm2\"},"
+    " \"peer-ec\": {\"kind\": \"ec-p256\", \"public_key\": \"ec.pem\"},"
+    " \"peer-ed\": {\"kind\": \"ed25519\", \"public_key\": \"ed.pem\"},"
+    " \"laizhou-ca\": {\"kind\": \"ca\", \"certificate\": \"pki/laizhou/ca.pem\"}}";
+
+static void test_keys_are_stored_in_file_order(void **state) {
+  (void)state;
+  char *text = mutate("keys", KEYS);
+  struct tb_config cfg;
+  load_ok(text, "/etc/tbgw", &cfg);
+  assert_int_equal(cfg.key_count, 6);
+  const struct tb_config_key *k = &cfg.keys[0];
+  assert_string_equal(k->name, "gw-rsa");
+  assert_string_equal(k->kind, "rsa");
+  assert_string_equal(k->private_key, "/etc/tbgw/pki/gateway/sign-rsa.key");
+  assert_string_equal(k->certificate, "/abs/sign-rsa.pem");
+  assert_null(k->public_key);
+  assert_null(k->sm2_id); /* only SM2 keys have a signer ID */
+  k = tb_config_key_find(&cfg, "gw-sm2");
+  assert_ptr_equal(k, &cfg.keys[1]);
+  assert_string_equal(k->sm2_id, "1234567812345678"); /* the GB/T 32918 default */
+  k = tb_config_key_find(&cfg, "wujiang-sm2-pub");
+  assert_string_equal(k->sm2_id, "GD-WJ-TB");
+  assert_string_equal(k->public_key, "/etc/tbgw/pki/wj.pub.pem");
+  assert_null(k->private_key);
+  assert_string_equal(cfg.keys[3].kind, "ec-p256");
+  assert_string_equal(cfg.keys[4].kind, "ed25519");
+  k = tb_config_key_find(&cfg, "laizhou-ca");
+  assert_string_equal(k->kind, "ca");
+  assert_string_equal(k->certificate, "/etc/tbgw/pki/laizhou/ca.pem");
+  assert_null(tb_config_key_find(&cfg, "nope"));
+  assert_null(tb_config_key_find(&cfg, NULL));
+  tb_config_free(&cfg);
+  free(text);
+}
+
+static void test_key_problems(void **state) {
+  (void)state;
+  expect_mutation("keys", "[]",
+                  "keys: expected an object of named keys, {\"<name>\": {\"kind\": ..., ...}}, "
+                  "found an array");
+  expect_mutation("keys", "{\"GW RSA\": {\"kind\": \"rsa\", \"private_key\": \"k\"}}",
+                  "keys[\"GW RSA\"]: \"GW RSA\" is not a valid key name (1-64 characters of "
+                  "a-z 0-9 -)");
+  expect_mutation("keys", "{\"k\": \"file.pem\"}",
+                  "keys.k: expected an object {\"kind\", \"private_key\" | \"public_key\" | "
+                  "\"certificate\"}, found a string (\"file.pem\")");
+  expect_mutation("keys", "{\"k\": {\"private_key\": \"k.pem\"}}",
+                  "keys.k.kind: missing (one of \"rsa\", \"ec-p256\", \"ed25519\", \"sm2\", "
+                  "\"ca\")");
+  expect_mutation("keys", "{\"k\": {\"kind\": \"dsa\", \"private_key\": \"k.pem\"}}",
+                  "keys.k.kind: \"dsa\" is not one of \"rsa\", \"ec-p256\", \"ed25519\", "
+                  "\"sm2\", \"ca\"");
+  expect_mutation("keys", "{\"k\": {\"kind\": \"rsa\", \"certificate\": \"c.pem\"}}",
+                  "keys.k: needs \"private_key\" (to sign and decrypt) or \"public_key\" (a "
+                  "peer's key, to verify and encrypt)");
+  expect_mutation("keys", "{\"k\": {\"kind\": \"rsa\", \"private_key\": \"k\", \"sm2_id\": \"x\"}}",
+                  "keys.k.sm2_id: only for kind \"sm2\" (this key is \"rsa\")");
+  expect_mutation("keys", "{\"k\": {\"kind\": \"sm2\", \"private_key\": \"k\", \"sm2_id\": \"\"}}",
+                  "keys.k.sm2_id: must be 1 to 1024 bytes (the default is \"1234567812345678\")");
+  expect_mutation("keys", "{\"k\": {\"kind\": \"ca\", \"certificate\": \"c\", \"private_key\": \"k\"}}",
+                  "keys.k.private_key: not allowed for kind \"ca\" (a CA takes only "
+                  "\"certificate\": the trusted PEM certificate bundle)");
+  expect_mutation("keys", "{\"k\": {\"kind\": \"ca\"}}",
+                  "keys.k.certificate: missing (kind \"ca\" needs the trusted PEM certificate "
+                  "bundle)");
+  expect_mutation("keys", "{\"k\": {\"kind\": \"rsa\", \"private_key\": \"\"}}",
+                  "keys.k.private_key: empty (a path is needed)");
+  expect_mutation("keys", "{\"k\": {\"kind\": \"rsa\", \"private_key\": \"k\", \"password\": \"x\"}}",
+                  "keys.k.password: unknown key (allowed here: kind, private_key, public_key, "
+                  "certificate, sm2_id)");
+  /* 64 characters are fine, 65 are not */
+  char name[66], text[256];
+  memset(name, 'a', 65);
+  name[64] = '\0';
+  snprintf(text, sizeof text, "{\"%s\": {\"kind\": \"ed25519\", \"public_key\": \"p\"}}", name);
+  char *t = mutate("keys", text);
+  struct tb_config cfg;
+  load_ok(t, "/", &cfg);
+  tb_config_free(&cfg);
+  free(t);
+  name[64] = 'a';
+  name[65] = '\0';
+  snprintf(text, sizeof text, "{\"%s\": {\"kind\": \"ed25519\", \"public_key\": \"p\"}}", name);
+  t = mutate("keys", text);
+  char *p = problems_of(t);
+  assert_non_null(strstr(p, "is not a valid key name"));
+  free(p);
+  free(t);
+}
+
+static void test_partner_tls_delivery_and_replay_window(void **state) {
+  (void)state;
+  char *t1 = mutate("partners.0.tls",
+                    "{\"ca\": \"pki/laizhou/ca.pem\", \"client_certificate\": \"pki/gw/c.pem\","
+                    " \"client_key\": \"/k/c.key\", \"client_ca\": \"pki/laizhou/ca.pem\"}");
+  char *t2 = mutate_from(t1, "partners.0.delivery",
+                         "{\"max_in_flight\": 2, \"connect_timeout_ms\": 1000, \"timeout_ms\": 2000,"
+                         " \"max_attempts\": 3, \"backoff_initial_ms\": 10, \"backoff_max_ms\": 100,"
+                         " \"circuit_failures\": 1, \"circuit_open_ms\": 86400000}");
+  char *t3 = mutate_from(t2, "partners.0.replay_window_s", "60");
+  char *text = mutate_from(t3, "partners.0.keys", "{\"sign\": \"gw-rsa\"}");
+  struct tb_config cfg;
+  load_ok(text, "/etc/tbgw", &cfg);
+  const struct tb_config_partner *p = tb_config_partner_find(&cfg, "laizhou");
+  assert_ptr_equal(p, &cfg.partners[0]);
+  assert_string_equal(p->tls.ca, "/etc/tbgw/pki/laizhou/ca.pem");
+  assert_string_equal(p->tls.client_certificate, "/etc/tbgw/pki/gw/c.pem");
+  assert_string_equal(p->tls.client_key, "/k/c.key");
+  assert_string_equal(p->tls.client_ca, "/etc/tbgw/pki/laizhou/ca.pem");
+  assert_int_equal(p->delivery.max_in_flight, 2);
+  assert_int_equal(p->delivery.connect_timeout_ms, 1000);
+  assert_int_equal(p->delivery.timeout_ms, 2000);
+  assert_int_equal(p->delivery.max_attempts, 3);
+  assert_int_equal(p->delivery.backoff_initial_ms, 10);
+  assert_int_equal(p->delivery.backoff_max_ms, 100);
+  assert_int_equal(p->delivery.circuit_failures, 1);
+  assert_int_equal(p->delivery.circuit_open_ms, 86400000);
+  assert_int_equal(p->replay_window_s, 60);
+  /* the adapter still gets the whole object, gateway keys included */
+  json_t *settings = json_loads(p->settings_json, 0, NULL);
+  assert_non_null(settings);
+  assert_string_equal(
+      json_string_value(json_object_get(json_object_get(settings, "keys"), "sign")), "gw-rsa");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(settings, "delivery"),
+                                                      "max_attempts")),
+                   3);
+  json_decref(settings);
+  /* a partner without them has the documented defaults */
+  p = tb_config_partner_find(&cfg, "wujiang");
+  assert_null(p->tls.ca);
+  assert_null(p->tls.client_key);
+  assert_int_equal(p->delivery.max_in_flight, 8);
+  assert_int_equal(p->delivery.connect_timeout_ms, 5000);
+  assert_int_equal(p->delivery.timeout_ms, 15000);
+  assert_int_equal(p->delivery.max_attempts, 20);
+  assert_int_equal(p->delivery.backoff_initial_ms, 1000);
+  assert_int_equal(p->delivery.backoff_max_ms, 300000);
+  assert_int_equal(p->delivery.circuit_failures, 5);
+  assert_int_equal(p->delivery.circuit_open_ms, 30000);
+  assert_int_equal(p->replay_window_s, 300);
+  assert_null(tb_config_partner_find(&cfg, "nope"));
+  tb_config_free(&cfg);
+  free(t1);
+  free(t2);
+  free(t3);
+  free(text);
+}
+
+static void test_partner_tls_and_delivery_problems(void **state) {
+  (void)state;
+  expect_mutation("partners.0.tls", "{\"client_certificate\": \"c.pem\"}",
+                  "partners[0].tls.client_key: missing (client_certificate is set: a client "
+                  "certificate for mTLS needs its private key too)");
+  expect_mutation("partners.0.tls", "{\"client_key\": \"c.key\"}",
+                  "partners[0].tls.client_certificate: missing (client_key is set: a client "
+                  "certificate for mTLS needs its certificate too)");
+  expect_mutation("partners.0.tls", "{\"cafile\": \"c.pem\"}",
+                  "partners[0].tls.cafile: unknown key (allowed here: ca, client_certificate, "
+                  "client_key, client_ca)");
+  expect_mutation("partners.0.tls", "\"c.pem\"",
+                  "partners[0].tls: expected an object, found a string (\"c.pem\")");
+  expect_mutation("partners.0.tls.ca", "\"\"", "partners[0].tls.ca: empty (a path is needed)");
+  expect_mutation("partners.0.delivery.max_in_flight", "0",
+                  "partners[0].delivery.max_in_flight: 0 is out of range: allowed 1..1024");
+  expect_mutation("partners.0.delivery.timeout_ms", "\"15s\"",
+                  "partners[0].delivery.timeout_ms: expected an integer, found a string "
+                  "(\"15s\")");
+  expect_mutation("partners.0.delivery.max_retries", "3",
+                  "partners[0].delivery.max_retries: unknown key (allowed here: max_in_flight, "
+                  "connect_timeout_ms, timeout_ms, max_attempts, backoff_initial_ms, "
+                  "backoff_max_ms, circuit_failures, circuit_open_ms)");
+  expect_mutation("partners.0.delivery.backoff_initial_ms", "600000",
+                  "partners[0].delivery.backoff_max_ms: 300000 is less than backoff_initial_ms "
+                  "600000 (the cap must be at least the first delay)");
+  expect_mutation("partners.0.delivery.connect_timeout_ms", "20000",
+                  "partners[0].delivery.connect_timeout_ms: 20000 is more than timeout_ms 15000 "
+                  "(the whole request includes connecting)");
+  expect_mutation("partners.0.replay_window_s", "5",
+                  "partners[0].replay_window_s: 5 is out of range: allowed 10..3600 (10 s..1 h)");
+  /* a refused value is not cross-checked again */
+  char *text = mutate("partners.0.delivery", "{\"backoff_initial_ms\": 1, \"backoff_max_ms\": 0}");
+  char *p = problems_of(text);
+  assert_null(strstr(p, "is less than"));
+  free(p);
+  free(text);
+}
+
+static void test_adapters_dir_is_required_with_partners(void **state) {
+  (void)state;
+  expect_mutation("adapters", NULL,
+                  "adapters.dir: missing (3 partner(s) are configured: their adapters are "
+                  "loaded from this directory, e.g. \"../build/release/adapters\")");
+  expect_mutation("adapters", "{}",
+                  "adapters.dir: missing (3 partner(s) are configured: their adapters are "
+                  "loaded from this directory, e.g. \"../build/release/adapters\")");
+  /* reported once when the value itself is wrong */
+  expect_mutation("adapters.dir", "7", "adapters.dir: expected a string, found an integer (7)");
+  /* without partners it stays optional */
+  char *t1 = mutate("adapters", NULL);
+  char *t2 = mutate_from(t1, "partners", "[]");
+  struct tb_config cfg;
+  load_ok(t2, "/", &cfg);
+  assert_null(cfg.adapters_dir);
+  tb_config_free(&cfg);
+  free(t1);
+  free(t2);
+}
+
+static const char PARTNER_API[] =
+    "{\"listen\": \"0.0.0.0:8443\", \"tls\": {\"certificate\": \"pki/tls-server.pem\","
+    " \"private_key\": \"/k/tls-server.key\"}, \"limits\": {\"max_body_bytes\": 2048,"
+    " \"max_connections\": 64}, \"timeouts_ms\": {\"header\": 500}}";
+
+static void test_partner_api_is_stored(void **state) {
+  (void)state;
+  char *text = mutate("partner_api", PARTNER_API);
+  struct tb_config cfg;
+  load_ok(text, "/etc/tbgw", &cfg);
+  assert_int_equal(cfg.partner_api_set, 1);
+  assert_string_equal(cfg.partner_api_host, "0.0.0.0");
+  assert_int_equal(cfg.partner_api_port, 8443);
+  assert_string_equal(cfg.partner_api_tls_certificate, "/etc/tbgw/pki/tls-server.pem");
+  assert_string_equal(cfg.partner_api_tls_private_key, "/k/tls-server.key");
+  assert_int_equal(cfg.partner_api_limits.max_body_bytes, 2048);
+  assert_int_equal(cfg.partner_api_limits.max_connections, 64);
+  assert_int_equal(cfg.partner_api_limits.header_timeout_ms, 500);
+  assert_int_equal(cfg.partner_api_limits.max_header_count, 100);     /* default */
+  assert_int_equal(cfg.partner_api_limits.body_timeout_ms, 30000);    /* default */
+  /* the local API keeps its own limits */
+  assert_int_equal(cfg.local_api_limits.max_body_bytes, 33554432);
+  assert_int_equal(cfg.local_api_limits.header_timeout_ms, 10000);
+  tb_config_free(&cfg);
+  free(text);
+}
+
+static void test_partner_api_problems(void **state) {
+  (void)state;
+  expect_mutation("partner_api", "{\"listen\": \"0.0.0.0:8443\"}",
+                  "partner_api.tls: missing (an object with \"certificate\" and \"private_key\": "
+                  "partners are served over HTTPS only)");
+  expect_mutation("partner_api", "{\"tls\": {\"certificate\": \"c\", \"private_key\": \"k\"}}",
+                  "partner_api.listen: missing (address and port for partner platforms, e.g. "
+                  "\"0.0.0.0:8443\")");
+  expect_mutation("partner_api",
+                  "{\"listen\": \"0.0.0.0:8443\", \"tls\": {\"certificate\": \"c\"}}",
+                  "partner_api.tls.private_key: missing (the PEM private key of that "
+                  "certificate, mode 0600)");
+  expect_mutation("partner_api",
+                  "{\"listen\": \"127.0.0.1:8080\", \"tls\": {\"certificate\": \"c\", "
+                  "\"private_key\": \"k\"}}",
+                  "partner_api.listen: 127.0.0.1:8080 is local_api.listen too; the partner "
+                  "listener needs an address of its own");
+  expect_mutation("partner_api",
+                  "{\"listen\": \"host:8443\", \"tls\": {\"certificate\": \"c\", "
+                  "\"private_key\": \"k\"}}",
+                  "partner_api.listen: \"host:8443\": the host must be a numeric IPv4 address "
+                  "(names are not resolved)");
+  /* the limits are checked against the partner listener's path, and the
+   * local body-size cross-check is not applied to them */
+  expect_mutation("partner_api",
+                  "{\"listen\": \"0.0.0.0:8443\", \"tls\": {\"certificate\": \"c\", "
+                  "\"private_key\": \"k\"}, \"limits\": {\"max_body_bytes\": 10}}",
+                  "partner_api.limits.max_body_bytes: 10 is out of range: allowed "
+                  "1024..1073741824 (1 KiB..1 GiB)");
+  expect_mutation("partner_api",
+                  "{\"listen\": \"0.0.0.0:8443\", \"tls\": {\"certificate\": \"c\", "
+                  "\"private_key\": \"k\"}, \"tokens\": []}",
+                  "partner_api.tokens: unknown key (allowed here: listen, tls, limits, "
+                  "timeouts_ms)");
+  expect_mutation("partner_api", "true", "partner_api: expected an object, found a boolean (true)");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_example_config_loads_and_routes_every_sample),
@@ -729,6 +1016,13 @@ int main(void) {
       cmocka_unit_test(test_relative_paths_resolve_against_config_dir),
       cmocka_unit_test(test_utf8_bom_is_accepted),
       cmocka_unit_test(test_free_releases_everything_and_is_idempotent),
+      cmocka_unit_test(test_keys_are_stored_in_file_order),
+      cmocka_unit_test(test_key_problems),
+      cmocka_unit_test(test_partner_tls_delivery_and_replay_window),
+      cmocka_unit_test(test_partner_tls_and_delivery_problems),
+      cmocka_unit_test(test_adapters_dir_is_required_with_partners),
+      cmocka_unit_test(test_partner_api_is_stored),
+      cmocka_unit_test(test_partner_api_problems),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

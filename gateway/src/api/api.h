@@ -17,6 +17,8 @@
 #include "store/store.h"
 
 struct tb_metric;
+struct tb_plugin_keys;
+struct tb_plugin_registry;
 
 struct tb_api_metrics {
   struct tb_metric *http_requests;      /* tbgw_http_requests_total{route,status} */
@@ -37,6 +39,8 @@ struct tb_api {
   const struct tb_config *cfg;
   struct tb_store *store;
   struct tb_http_server *server;        /* set by the caller after start, for metrics */
+  const struct tb_plugin_keys *keys;    /* set by the caller, for /readyz; NULL: none loaded */
+  const struct tb_plugin_registry *plugins; /* set by the caller, for /readyz; NULL: none */
   struct tb_api_metrics metrics;
   struct tb_api_waiter *waiters;        /* doubly linked list */
   int shutting_down;

@@ -1,16 +1,20 @@
 /*
  * /healthz (liveness: the loop answers), /readyz (readiness: the store can
- * commit right now) and /metrics (Prometheus text). None of them needs a
- * token: probes and scrapers run without one, and none reveals case data.
+ * commit right now, every partner's adapter is initialised, every key is
+ * loaded and no configured certificate has expired) and /metrics
+ * (Prometheus text). None of them needs a token: probes and scrapers run
+ * without one, and none reveals case data.
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "core/metrics.h"
 #include "http/problem.h"
+#include "plugin/registry.h"
 
 void tb__api_healthz(struct tb_api *api, struct tb_http_exchange *ex) {
   (void)api;
@@ -19,17 +23,62 @@ void tb__api_healthz(struct tb_api *api, struct tb_http_exchange *ex) {
 }
 
 struct ready_ctx {
+  struct tb_api *api;
   struct tb_http_exchange *ex;
 };
 
+/* "ok (N partners)" when every configured partner has an initialised
+ * adapter instance; otherwise names the first partner that has none. */
+static int check_adapters(const struct tb_api *api, char *out, size_t size) {
+  const struct tb_config *cfg = api->cfg;
+  for (size_t i = 0; i < cfg->partner_count; i++) {
+    const struct tb_plugin_partner *p =
+        tb_plugin_registry_find_partner(api->plugins, cfg->partners[i].name);
+    if (p == NULL || !p->ready) {
+      snprintf(out, size, "partner \"%s\": adapter \"%s\" is not initialised",
+               cfg->partners[i].name, cfg->partners[i].adapter);
+      return 0;
+    }
+  }
+  snprintf(out, size, "ok (%zu partner%s)", cfg->partner_count,
+           cfg->partner_count == 1 ? "" : "s");
+  return 1;
+}
+
+/* "ok (N keys)" when every configured key is loaded and no certificate
+ * configured with one has expired; otherwise names the key. */
+static int check_keys(const struct tb_api *api, char *out, size_t size) {
+  const struct tb_config *cfg = api->cfg;
+  size_t loaded = api->keys ? api->keys->count : 0;
+  if (loaded != cfg->key_count) {
+    snprintf(out, size, "%zu of %zu configured keys are loaded", loaded, cfg->key_count);
+    return 0;
+  }
+  const struct tb_plugin_key *k = tb_plugin_keys_expired(api->keys, (int64_t)time(NULL));
+  if (k != NULL) {
+    time_t t = (time_t)k->not_after;
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&t, &tm) != NULL) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(out, size, "key \"%s\": certificate expired at %s", k->name, when);
+    return 0;
+  }
+  snprintf(out, size, "ok (%zu key%s)", cfg->key_count, cfg->key_count == 1 ? "" : "s");
+  return 1;
+}
+
 static void on_ping(int rc, const char *errmsg, void *ud) {
   struct ready_ctx *ctx = ud;
+  char adapters[320], keys[320];
+  int ready = rc == 0;
+  ready &= check_adapters(ctx->api, adapters, sizeof adapters);
+  ready &= check_keys(ctx->api, keys, sizeof keys);
   json_t *checks = json_object();
   json_object_set_new(checks, "store", json_string(rc == 0 ? "ok" : errmsg ? errmsg : "failed"));
-  /* Adapters and signing keys join these checks when they exist (later
-   * issues); until then readiness is the store alone. */
-  json_t *o = json_pack("{s:s, s:o}", "status", rc == 0 ? "ready" : "not-ready", "checks", checks);
-  tb__api_respond_json(ctx->ex, rc == 0 ? 200 : 503, o, rc == 0 ? NULL : "Retry-After: 5\r\n");
+  json_object_set_new(checks, "adapters", json_string(adapters));
+  json_object_set_new(checks, "keys", json_string(keys));
+  json_t *o = json_pack("{s:s, s:o}", "status", ready ? "ready" : "not-ready", "checks", checks);
+  tb__api_respond_json(ctx->ex, ready ? 200 : 503, o, ready ? NULL : "Retry-After: 5\r\n");
   json_decref(o);
   free(ctx);
 }
@@ -42,6 +91,7 @@ void tb__api_readyz(struct tb_api *api, struct tb_http_exchange *ex) {
     tb_http_respond(ex, 503, "application/json", body, sizeof body - 1, NULL);
     return;
   }
+  ctx->api = api;
   ctx->ex = ex;
   if (tb_store_ping(api->store, on_ping, ctx) != 0) {
     ctx->ex = NULL;

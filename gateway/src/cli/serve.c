@@ -1,8 +1,12 @@
 /*
- * tbgw serve: the daemon. Start-up order is config → log → store → API →
- * listener; shutdown (SIGTERM/SIGINT) runs it backwards: stop accepting,
- * answer parked long-polls, let in-flight requests finish (their store
- * operations complete), flush and close the store, exit 0.
+ * tbgw serve: the daemon. Start-up order is config → log → crypto → keys →
+ * adapters (one library per adapter name, one instance per partner) →
+ * store → API → listener; any failure stops start-up with exit status 1, a
+ * "gateway.start_failed" log line and the reason on stderr. Shutdown
+ * (SIGTERM/SIGINT) runs it backwards: stop accepting, answer parked
+ * long-polls, let in-flight requests finish (their store operations
+ * complete), flush and close the store, then finish the adapter instances,
+ * unload the libraries and free the keys.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -18,6 +23,8 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "crypto/crypto.h"
+#include "plugin/registry.h"
 #include "tbgw/error.h"
 
 struct daemon {
@@ -26,6 +33,9 @@ struct daemon {
   struct tb_store *store;
   struct tb_http_server *server;
   struct tb_api api;
+  struct tb_plugin_keys *keys;
+  struct tb_plugin_registry *plugins;
+  int crypto_ready;
   uv_signal_t sig_term, sig_int, sig_hup;
   int stopping;
   int log_fd;
@@ -87,12 +97,90 @@ static int open_log(const struct tb_config *cfg) {
   return fd < 0 ? 2 : fd;
 }
 
+static void start_failed(const char *err) {
+  tb_log_msg(TB_LOG_ERROR, "gateway.start_failed", "%s", err);
+  fprintf(stderr, "tbgw: %s\n", err);
+}
+
+static void format_utc(int64_t unix_s, char *out, size_t size) {
+  time_t t = (time_t)unix_s;
+  struct tm tm;
+  if (gmtime_r(&t, &tm) == NULL || strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    snprintf(out, size, "?");
+}
+
+static void log_loaded(const struct daemon *d) {
+  int64_t now = (int64_t)time(NULL);
+  for (size_t i = 0; i < d->keys->count; i++) {
+    const struct tb_plugin_key *k = &d->keys->keys[i];
+    char until[32] = "";
+    if (k->not_after) format_utc(k->not_after, until, sizeof until);
+    struct tb_log_line *l = tb_log_begin(TB_LOG_INFO, "key.loaded");
+    tb_log_str(l, "key", k->name);
+    tb_log_str(l, "kind", k->kind);
+    tb_log_str(l, "fingerprint", k->fingerprint);
+    if (k->not_after) {
+      tb_log_str(l, "not_after", until);
+      tb_log_str(l, "subject", k->subject);
+    }
+    tb_log_end(l);
+    /* An expired certificate does not stop start-up (partners may still
+     * accept it, and the operator needs the gateway up to roll it), but
+     * /readyz reports not-ready and this says why. */
+    if (k->not_after && k->not_after < now)
+      tb_log_msg(TB_LOG_ERROR, "key.expired", "key \"%s\": certificate expired at %s",
+                 k->name, until);
+    else if (k->not_after && k->not_after < now + 30 * 86400)
+      tb_log_msg(TB_LOG_WARN, "key.expiring", "key \"%s\": certificate expires at %s",
+                 k->name, until);
+  }
+  for (size_t i = 0; i < d->plugins->lib_count; i++) {
+    const struct tb_adapter_lib *lib = &d->plugins->libs[i];
+    char abi[32];
+    snprintf(abi, sizeof abi, "%u.%u", lib->ops->abi_major, lib->ops->abi_minor);
+    size_t users = 0;
+    for (size_t j = 0; j < d->plugins->partner_count; j++)
+      users += d->plugins->partners[j].lib == lib;
+    struct tb_log_line *l = tb_log_begin(TB_LOG_INFO, "adapter.loaded");
+    tb_log_str(l, "adapter", lib->name);
+    tb_log_str(l, "version", lib->ops->version ? lib->ops->version : "");
+    tb_log_str(l, "path", lib->path);
+    tb_log_str(l, "abi", abi);
+    tb_log_int(l, "partners", (int64_t)users);
+    tb_log_end(l);
+  }
+}
+
+/* Crypto, keys and adapters: everything the partner side needs. */
+static int load_partner_side(struct daemon *d, char *err) {
+  int rc = tb_crypto_global_init(err);
+  if (rc != 0) return rc;
+  d->crypto_ready = 1;
+  rc = tb_plugin_keys_load(&d->cfg, &d->keys, err);
+  if (rc == 0) rc = tb_plugin_registry_load(&d->cfg, d->keys->store, &d->plugins, err);
+  if (rc == 0) log_loaded(d);
+  return rc;
+}
+
+static void unload_partner_side(struct daemon *d) {
+  tb_plugin_registry_free(d->plugins);
+  d->plugins = NULL;
+  tb_plugin_keys_free(d->keys);
+  d->keys = NULL;
+  if (d->crypto_ready) tb_crypto_global_fini();
+  d->crypto_ready = 0;
+}
+
 static int run(struct daemon *d) {
   char err[TB_ERRMSG_MAX] = "";
-  int rc = tb_store_open(&d->loop, &d->cfg.store, &d->store, err);
+  int rc = load_partner_side(d, err);
   if (rc != 0) {
-    tb_log_msg(TB_LOG_ERROR, "gateway.start_failed", "%s", err);
-    fprintf(stderr, "tbgw: %s\n", err);
+    start_failed(err);
+    return 1;
+  }
+  rc = tb_store_open(&d->loop, &d->cfg.store, &d->store, err);
+  if (rc != 0) {
+    start_failed(err);
     uv_run(&d->loop, UV_RUN_DEFAULT); /* lets a half-opened store free its handles */
     return 1;
   }
@@ -111,13 +199,14 @@ static int run(struct daemon *d) {
     rc = tb_http_server_start(&d->loop, &sc, &d->server, err);
   }
   if (rc != 0) {
-    tb_log_msg(TB_LOG_ERROR, "gateway.start_failed", "%s", err);
-    fprintf(stderr, "tbgw: %s\n", err);
+    start_failed(err);
     tb_store_close(d->store, NULL, NULL);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     return 1;
   }
   d->api.server = d->server;
+  d->api.keys = d->keys;
+  d->api.plugins = d->plugins;
 
   uv_signal_init(&d->loop, &d->sig_term);
   uv_signal_init(&d->loop, &d->sig_int);
@@ -134,6 +223,7 @@ static int run(struct daemon *d) {
   tb_log_int(l, "port", tb_http_server_port(d->server));
   tb_log_str(l, "store", d->cfg.store_path);
   tb_log_int(l, "partners", (int64_t)d->cfg.partner_count);
+  tb_log_int(l, "keys", (int64_t)d->cfg.key_count);
   tb_log_int(l, "pid", (int64_t)getpid());
   tb_log_end(l);
 
@@ -146,7 +236,9 @@ int tb_cli_serve(int argc, char **argv) {
     puts("usage: tbgw serve -c FILE\n\n"
          "Runs the gateway with the configuration FILE (JSON; see docs/configuration.md).\n"
          "The file is checked completely first: every problem is listed and the\n"
-         "gateway does not start. Logs are JSON lines (stderr or log.file).\n"
+         "gateway does not start. Then every key, the partner TLS files and every\n"
+         "partner's adapter are loaded; the first failure is named on stderr and\n"
+         "the exit status is 1. Logs are JSON lines (stderr or log.file).\n"
          "SIGTERM or SIGINT stops it gracefully: in-flight requests finish, the store\n"
          "is flushed, exit status 0.");
     return 0;
@@ -174,6 +266,8 @@ int tb_cli_serve(int argc, char **argv) {
   rc = run(d);
   if (uv_loop_close(&d->loop) != 0)
     tb_log_msg(TB_LOG_WARN, "gateway.unclean_exit", "handles were still open at exit");
+  /* After the loop: nothing can reach an adapter or a key any more. */
+  unload_partner_side(d);
   tb_metrics_reset();
   tb_config_free(&d->cfg);
   if (d->log_fd > 2) close(d->log_fd);

@@ -8,8 +8,10 @@
  * every mistake in one run; each is one line "key.path: what is wrong".
  * Checks that involve two elements (a name or token used twice, a region
  * claimed by two partners) run after the later element's own keys; the body
- * limit against the materials limit runs after the whole file. Secrets (bearer tokens) are never echoed in a
- * problem. Every key and range here is documented in docs/configuration.md:
+ * limit against the materials limit, then adapters.dir (required once a
+ * partner exists), run after the whole file. Secrets (bearer tokens) are
+ * never echoed in a problem. Files named here (keys, TLS material) are only
+ * checked as paths; plugin/registry.c loads and checks their contents. Every key and range here is documented in docs/configuration.md:
  * change both together.
  */
 #include "core/config.h"
@@ -53,6 +55,9 @@ struct ctx {
   size_t klen;
   struct tb_config_token *token;     /* the element of local_api.tokens being walked */
   struct tb_config_partner *partner; /* the element of partners being walked */
+  struct tb_config_key *keyent;      /* the element of keys being walked */
+  void *base;                        /* where the integer fields of the table being walked go */
+  struct tb_http_limits *limits;     /* local_api_limits or partner_api_limits, being walked */
   int materials_bytes_set;           /* cases.max_materials_bytes: see accepted() */
   int body_bytes_set;                /* local_api.limits.max_body_bytes: see accepted() */
 };
@@ -288,7 +293,7 @@ struct field {
   const char *missing; /* NULL when optional; else why it is needed */
   long long min, max;  /* integers: allowed range */
   const char *human;   /* integers: the range in words, or NULL */
-  size_t off;          /* integers: where the value goes in struct tb_config */
+  size_t off;          /* integers: offset of the value in c->base (the struct the table fills) */
   enum num_type type;
 };
 
@@ -332,7 +337,7 @@ static void walk_object(struct ctx *c, json_t *obj, const struct field *fields, 
 static void check_int(struct ctx *c, json_t *v, const struct field *f) {
   long long x;
   if (!get_int(c, v, f->min, f->max, f->human, &x)) return;
-  char *at = (char *)c->cfg + f->off;
+  char *at = (char *)c->base + f->off;
   switch (f->type) {
   case NUM_SIZE: *(size_t *)(void *)at = (size_t)x; break;
   case NUM_U64: *(uint64_t *)(void *)at = (uint64_t)x; break;
@@ -354,8 +359,10 @@ static int accepted(const json_t *obj, const char *key, size_t stored) {
              : -1;
 }
 
+#define INT_FIELD_IN(st, key, member, type, lo, hi, words)                                  \
+  { key, check_int, NULL, lo, hi, words, offsetof(st, member), type }
 #define INT_FIELD(key, member, type, lo, hi, words)                                         \
-  { key, check_int, NULL, lo, hi, words, offsetof(struct tb_config, member), type }
+  INT_FIELD_IN(struct tb_config, key, member, type, lo, hi, words)
 
 /* ---- node ----------------------------------------------------------- */
 
@@ -397,8 +404,8 @@ static void check_node(struct ctx *c, json_t *v, const struct field *f) {
 
 /* ---- local_api ------------------------------------------------------ */
 
-static void check_listen(struct ctx *c, json_t *v, const struct field *f) {
-  (void)f;
+/* "IPv4:port" or "[IPv6]:port" into *host_out / *port_out. */
+static void parse_listen(struct ctx *c, json_t *v, char **host_out, int *port_out) {
   const char *s = get_string(c, v);
   if (s == NULL) return;
   char q[QUOTE_MAX];
@@ -455,8 +462,14 @@ static void check_listen(struct ctx *c, json_t *v, const struct field *f) {
   }
   /* Port 0 (any free port) is accepted on purpose: tests read the bound
    * port back with tb_http_server_port(). */
-  c->cfg->local_api_host = dup_str(c, hbuf);
-  c->cfg->local_api_port = (int)pv;
+  free(*host_out);
+  *host_out = dup_str(c, hbuf);
+  *port_out = (int)pv;
+}
+
+static void check_listen(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  parse_listen(c, v, &c->cfg->local_api_host, &c->cfg->local_api_port);
 }
 
 static int client_name_ok(const char *s) {
@@ -563,26 +576,41 @@ static void check_tokens(struct ctx *c, json_t *v, const struct field *f) {
   }
 }
 
+/* limits and timeouts_ms of an HTTP listener (local_api, partner_api): the
+ * tables fill c->limits. */
+#define LIMIT_FIELD(key, member, lo, hi, words)                                             \
+  INT_FIELD_IN(struct tb_http_limits, key, member, NUM_SIZE, lo, hi, words)
+
 static const struct field limits_fields[] = {
-    INT_FIELD("max_header_bytes", local_api_limits.max_header_bytes, NUM_SIZE, KiB, MiB, "1 KiB..1 MiB"),
-    INT_FIELD("max_header_count", local_api_limits.max_header_count, NUM_SIZE, 1, 10000, NULL),
-    INT_FIELD("max_body_bytes", local_api_limits.max_body_bytes, NUM_SIZE, KiB, GiB, "1 KiB..1 GiB"),
-    INT_FIELD("max_connections", local_api_limits.max_connections, NUM_SIZE, 1, 100000, NULL),
-    INT_FIELD("max_pipeline_bytes", local_api_limits.max_pipeline_bytes, NUM_SIZE, KiB, 16 * MiB, "1 KiB..16 MiB"),
+    LIMIT_FIELD("max_header_bytes", max_header_bytes, KiB, MiB, "1 KiB..1 MiB"),
+    LIMIT_FIELD("max_header_count", max_header_count, 1, 10000, NULL),
+    LIMIT_FIELD("max_body_bytes", max_body_bytes, KiB, GiB, "1 KiB..1 GiB"),
+    LIMIT_FIELD("max_connections", max_connections, 1, 100000, NULL),
+    LIMIT_FIELD("max_pipeline_bytes", max_pipeline_bytes, KiB, 16 * MiB, "1 KiB..16 MiB"),
 };
 
-static void check_limits(struct ctx *c, json_t *v, const struct field *f) {
-  (void)f;
+/* Walks a nested object whose integer fields fill base. */
+static void walk_into(struct ctx *c, json_t *v, const struct field *fields, size_t n,
+                      void *base) {
   if (!json_is_object(v)) {
     expected(c, "an object", v);
     return;
   }
-  walk_object(c, v, limits_fields, NFIELDS(limits_fields), 0);
-  c->body_bytes_set = accepted(v, "max_body_bytes", c->cfg->local_api_limits.max_body_bytes);
+  void *saved = c->base;
+  c->base = base;
+  walk_object(c, v, fields, n, 0);
+  c->base = saved;
+}
+
+static void check_limits(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  walk_into(c, v, limits_fields, NFIELDS(limits_fields), c->limits);
+  if (json_is_object(v) && c->limits == &c->cfg->local_api_limits)
+    c->body_bytes_set = accepted(v, "max_body_bytes", c->cfg->local_api_limits.max_body_bytes);
 }
 
 #define TIMEOUT_FIELD(key, member)                                                          \
-  INT_FIELD(key, local_api_limits.member, NUM_U64, 100, 3600000, "100 ms..1 h")
+  INT_FIELD_IN(struct tb_http_limits, key, member, NUM_U64, 100, 3600000, "100 ms..1 h")
 
 static const struct field timeout_fields[] = {
     TIMEOUT_FIELD("header", header_timeout_ms),
@@ -593,11 +621,7 @@ static const struct field timeout_fields[] = {
 
 static void check_timeouts(struct ctx *c, json_t *v, const struct field *f) {
   (void)f;
-  if (!json_is_object(v)) {
-    expected(c, "an object", v);
-    return;
-  }
-  walk_object(c, v, timeout_fields, NFIELDS(timeout_fields), 0);
+  walk_into(c, v, timeout_fields, NFIELDS(timeout_fields), c->limits);
 }
 
 static const struct field local_api_fields[] = {
@@ -614,7 +638,78 @@ static void check_local_api(struct ctx *c, json_t *v, const struct field *f) {
     expected(c, "an object", v);
     return;
   }
+  c->limits = &c->cfg->local_api_limits;
   walk_object(c, v, local_api_fields, NFIELDS(local_api_fields), 0);
+  c->limits = NULL;
+}
+
+/* ---- partner_api ---------------------------------------------------- */
+
+/* The paths below are checked like every path (non-empty, bounded) and
+ * resolved; whether the files exist and hold what they should is checked
+ * when they are loaded (tb_plugin_*_load at start and by check-config). */
+static char *get_path(struct ctx *c, const json_t *v);
+
+static void set_path(struct ctx *c, json_t *v, char **dst) {
+  char *p = get_path(c, v);
+  if (p != NULL) {
+    free(*dst);
+    *dst = p;
+  }
+}
+
+static void check_papi_listen(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  parse_listen(c, v, &c->cfg->partner_api_host, &c->cfg->partner_api_port);
+}
+
+static void check_papi_tls_cert(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  set_path(c, v, &c->cfg->partner_api_tls_certificate);
+}
+
+static void check_papi_tls_key(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  set_path(c, v, &c->cfg->partner_api_tls_private_key);
+}
+
+static const struct field papi_tls_fields[] = {
+    {"certificate", check_papi_tls_cert, "the listener's PEM certificate (chain), e.g. certs/out/gateway/tls-server.pem", 0, 0, NULL, 0, NUM_NONE},
+    {"private_key", check_papi_tls_key, "the PEM private key of that certificate, mode 0600", 0, 0, NULL, 0, NUM_NONE},
+};
+
+static void check_papi_tls(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  walk_into(c, v, papi_tls_fields, NFIELDS(papi_tls_fields), c->base);
+}
+
+static const struct field partner_api_fields[] = {
+    {"listen", check_papi_listen, "address and port for partner platforms, e.g. \"0.0.0.0:8443\"", 0, 0, NULL, 0, NUM_NONE},
+    {"tls", check_papi_tls, "an object with \"certificate\" and \"private_key\": partners are served over HTTPS only", 0, 0, NULL, 0, NUM_NONE},
+    {"limits", check_limits, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"timeouts_ms", check_timeouts, NULL, 0, 0, NULL, 0, NUM_NONE},
+};
+
+static void check_partner_api(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  if (!json_is_object(v)) {
+    expected(c, "an object", v);
+    return;
+  }
+  c->cfg->partner_api_set = 1;
+  c->limits = &c->cfg->partner_api_limits;
+  walk_object(c, v, partner_api_fields, NFIELDS(partner_api_fields), 0);
+  c->limits = NULL;
+  /* Two listeners cannot share one address (port 0, "any free port", can). */
+  struct tb_config *cfg = c->cfg;
+  if (cfg->partner_api_host && cfg->local_api_host && cfg->partner_api_port != 0 &&
+      cfg->partner_api_port == cfg->local_api_port &&
+      strcmp(cfg->partner_api_host, cfg->local_api_host) == 0) {
+    size_t saved = key_push(c, "listen");
+    problem(c, "%s:%d is local_api.listen too; the partner listener needs an address of its own",
+            cfg->partner_api_host, cfg->partner_api_port);
+    key_pop(c, saved);
+  }
 }
 
 /* ---- cases ---------------------------------------------------------- */
@@ -742,6 +837,139 @@ static void check_adapters(struct ctx *c, json_t *v, const struct field *f) {
     return;
   }
   walk_object(c, v, adapters_fields, NFIELDS(adapters_fields), 0);
+}
+
+/* ---- keys ------------------------------------------------------------ */
+
+static const char *const key_kinds[] = {"rsa", "ec-p256", "ed25519", "sm2", "ca"};
+
+/* 1 if s matches ^[a-z0-9-]{1,64}$ (key names). */
+static int key_name_ok(const char *s) {
+  size_t n = 0;
+  for (; s[n]; n++)
+    if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '-'))
+      return 0;
+  return n >= 1 && n <= 64;
+}
+
+static void check_key_kind(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  const char *s = get_string(c, v);
+  if (s == NULL) return;
+  for (size_t i = 0; i < sizeof key_kinds / sizeof *key_kinds; i++)
+    if (strcmp(s, key_kinds[i]) == 0) {
+      c->keyent->kind = dup_str(c, s);
+      return;
+    }
+  char q[QUOTE_MAX];
+  problem(c, "%s is not one of \"rsa\", \"ec-p256\", \"ed25519\", \"sm2\", \"ca\"",
+          quote(q, sizeof q, s));
+}
+
+static void check_key_private(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  set_path(c, v, &c->keyent->private_key);
+}
+
+static void check_key_public(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  set_path(c, v, &c->keyent->public_key);
+}
+
+static void check_key_cert(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  set_path(c, v, &c->keyent->certificate);
+}
+
+static void check_key_sm2_id(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  const char *s = get_string(c, v);
+  if (s == NULL) return;
+  size_t n = strlen(s);
+  if (n == 0 || n > 1024) {
+    problem(c, "must be 1 to 1024 bytes (the default is \"%s\")", TB_CONFIG_SM2_DEFAULT_ID);
+    return;
+  }
+  c->keyent->sm2_id = dup_str(c, s);
+}
+
+static const struct field key_fields[] = {
+    {"kind", check_key_kind, "one of \"rsa\", \"ec-p256\", \"ed25519\", \"sm2\", \"ca\"", 0, 0, NULL, 0, NUM_NONE},
+    {"private_key", check_key_private, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"public_key", check_key_public, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"certificate", check_key_cert, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"sm2_id", check_key_sm2_id, NULL, 0, 0, NULL, 0, NUM_NONE},
+};
+
+/* What a kind allows, once the entry's own keys are checked (the kind may
+ * come after the files in the object). */
+static void cross_check_key(struct ctx *c, json_t *obj) {
+  struct tb_config_key *k = c->keyent;
+  if (k->kind == NULL) return; /* missing or refused: already reported */
+  if (strcmp(k->kind, "ca") == 0) {
+    static const char *const not_for_ca[] = {"private_key", "public_key", "sm2_id"};
+    for (size_t i = 0; i < sizeof not_for_ca / sizeof *not_for_ca; i++) {
+      if (json_object_get(obj, not_for_ca[i]) == NULL) continue;
+      size_t saved = key_push(c, not_for_ca[i]);
+      problem(c, "not allowed for kind \"ca\" (a CA takes only \"certificate\": the trusted "
+                 "PEM certificate bundle)");
+      key_pop(c, saved);
+    }
+    if (json_object_get(obj, "certificate") == NULL) {
+      size_t saved = key_push(c, "certificate");
+      problem(c, "missing (kind \"ca\" needs the trusted PEM certificate bundle)");
+      key_pop(c, saved);
+    }
+    return;
+  }
+  if (json_object_get(obj, "private_key") == NULL && json_object_get(obj, "public_key") == NULL)
+    problem(c, "needs \"private_key\" (to sign and decrypt) or \"public_key\" (a peer's key, "
+               "to verify and encrypt)");
+  if (json_object_get(obj, "sm2_id") != NULL && strcmp(k->kind, "sm2") != 0) {
+    size_t saved = key_push(c, "sm2_id");
+    problem(c, "only for kind \"sm2\" (this key is \"%s\")", k->kind);
+    key_pop(c, saved);
+  }
+  if (strcmp(k->kind, "sm2") == 0 && k->sm2_id == NULL && json_object_get(obj, "sm2_id") == NULL)
+    k->sm2_id = dup_str(c, TB_CONFIG_SM2_DEFAULT_ID);
+}
+
+static void check_keys(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  if (!json_is_object(v)) {
+    expected(c, "an object of named keys, {\"<name>\": {\"kind\": ..., ...}}", v);
+    return;
+  }
+  size_t n = json_object_size(v);
+  if (n == 0) return;
+  struct tb_config *cfg = c->cfg;
+  cfg->keys = calloc(n, sizeof *cfg->keys);
+  if (cfg->keys == NULL) {
+    c->oom = 1;
+    return;
+  }
+  const char *name;
+  json_t *e;
+  json_object_foreach(v, name, e) {
+    size_t saved = key_push(c, name);
+    struct tb_config_key *k = &cfg->keys[cfg->key_count++];
+    if (!key_name_ok(name)) {
+      char q[QUOTE_MAX];
+      problem(c, "%s is not a valid key name (1-64 characters of a-z 0-9 -)",
+              quote(q, sizeof q, name));
+    } else {
+      k->name = dup_str(c, name);
+    }
+    if (!json_is_object(e)) {
+      expected(c, "an object {\"kind\", \"private_key\" | \"public_key\" | \"certificate\"}", e);
+    } else {
+      c->keyent = k;
+      walk_object(c, e, key_fields, NFIELDS(key_fields), 0);
+      cross_check_key(c, e);
+      c->keyent = NULL;
+    }
+    key_pop(c, saved);
+  }
 }
 
 /* ---- partners ------------------------------------------------------- */
@@ -910,11 +1138,97 @@ static void check_partner_endpoint(struct ctx *c, json_t *v, const struct field 
   c->partner->endpoint = e;
 }
 
+static void check_ptls_ca(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  set_path(c, v, &c->partner->tls.ca);
+}
+
+static void check_ptls_cert(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  set_path(c, v, &c->partner->tls.client_certificate);
+}
+
+static void check_ptls_key(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  set_path(c, v, &c->partner->tls.client_key);
+}
+
+static void check_ptls_client_ca(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  set_path(c, v, &c->partner->tls.client_ca);
+}
+
+static const struct field partner_tls_fields[] = {
+    {"ca", check_ptls_ca, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"client_certificate", check_ptls_cert, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"client_key", check_ptls_key, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"client_ca", check_ptls_client_ca, NULL, 0, 0, NULL, 0, NUM_NONE},
+};
+
+static void check_partner_tls(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  walk_into(c, v, partner_tls_fields, NFIELDS(partner_tls_fields), c->base);
+  if (!json_is_object(v)) return;
+  /* mTLS needs both halves; name the one that is missing. */
+  int has_cert = json_object_get(v, "client_certificate") != NULL;
+  int has_key = json_object_get(v, "client_key") != NULL;
+  if (has_cert != has_key) {
+    size_t saved = key_push(c, has_cert ? "client_key" : "client_certificate");
+    problem(c, "missing (%s is set: a client certificate for mTLS needs %s too)",
+            has_cert ? "client_certificate" : "client_key",
+            has_cert ? "its private key" : "its certificate");
+    key_pop(c, saved);
+  }
+}
+
+#define DELIVERY_FIELD(key, member, type, lo, hi, words)                                    \
+  INT_FIELD_IN(struct tb_config_delivery, key, member, type, lo, hi, words)
+
+static const struct field delivery_fields[] = {
+    DELIVERY_FIELD("max_in_flight", max_in_flight, NUM_U32, 1, 1024, NULL),
+    DELIVERY_FIELD("connect_timeout_ms", connect_timeout_ms, NUM_U64, 100, 300000, "100 ms..5 min"),
+    DELIVERY_FIELD("timeout_ms", timeout_ms, NUM_U64, 100, 3600000, "100 ms..1 h"),
+    DELIVERY_FIELD("max_attempts", max_attempts, NUM_U32, 1, 10000, NULL),
+    DELIVERY_FIELD("backoff_initial_ms", backoff_initial_ms, NUM_U64, 10, 3600000, "10 ms..1 h"),
+    DELIVERY_FIELD("backoff_max_ms", backoff_max_ms, NUM_U64, 100, 86400000, "100 ms..1 day"),
+    DELIVERY_FIELD("circuit_failures", circuit_failures, NUM_U32, 1, 10000, NULL),
+    DELIVERY_FIELD("circuit_open_ms", circuit_open_ms, NUM_U64, 100, 86400000, "100 ms..1 day"),
+};
+
+static void check_partner_delivery(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  struct tb_config_delivery *d = &c->partner->delivery;
+  walk_into(c, v, delivery_fields, NFIELDS(delivery_fields), d);
+  if (!json_is_object(v)) return;
+  /* Pairs, checked only when both values were accepted (a refused value
+   * left the default in place and is reported already). */
+  if (accepted(v, "backoff_initial_ms", (size_t)d->backoff_initial_ms) >= 0 &&
+      accepted(v, "backoff_max_ms", (size_t)d->backoff_max_ms) >= 0 &&
+      d->backoff_initial_ms > d->backoff_max_ms) {
+    size_t saved = key_push(c, "backoff_max_ms");
+    problem(c, "%llu is less than backoff_initial_ms %llu (the cap must be at least the first "
+               "delay)",
+            (unsigned long long)d->backoff_max_ms, (unsigned long long)d->backoff_initial_ms);
+    key_pop(c, saved);
+  }
+  if (accepted(v, "connect_timeout_ms", (size_t)d->connect_timeout_ms) >= 0 &&
+      accepted(v, "timeout_ms", (size_t)d->timeout_ms) >= 0 &&
+      d->connect_timeout_ms > d->timeout_ms) {
+    size_t saved = key_push(c, "connect_timeout_ms");
+    problem(c, "%llu is more than timeout_ms %llu (the whole request includes connecting)",
+            (unsigned long long)d->connect_timeout_ms, (unsigned long long)d->timeout_ms);
+    key_pop(c, saved);
+  }
+}
+
 static const struct field partner_fields[] = {
     {"name", check_partner_name, "a unique name, 1-32 characters of a-z 0-9 -", 0, 0, NULL, 0, NUM_NONE},
     {"adapter", check_partner_adapter, "the adapter plugin that speaks this partner's protocol, e.g. \"lu-xml\"", 0, 0, NULL, 0, NUM_NONE},
     {"regions", check_partner_regions, "the division codes this partner serves", 0, 0, NULL, 0, NUM_NONE},
     {"endpoint", check_partner_endpoint, "the partner platform's http(s) base URL", 0, 0, NULL, 0, NUM_NONE},
+    {"tls", check_partner_tls, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"delivery", check_partner_delivery, NULL, 0, 0, NULL, 0, NUM_NONE},
+    INT_FIELD_IN(struct tb_config_partner, "replay_window_s", replay_window_s, NUM_U32, 10, 3600, "10 s..1 h"),
 };
 
 static const char *partner_label(const struct tb_config_partner *p) {
@@ -978,8 +1292,13 @@ static void check_partners(struct ctx *c, json_t *v, const struct field *f) {
       continue;
     }
     c->partner = &cfg->partners[i];
-    /* Open: keys other than the four above belong to the adapter. */
+    tb_config_delivery_default(&c->partner->delivery);
+    c->partner->replay_window_s = 300;
+    /* Open: keys other than the gateway's own above belong to the adapter. */
+    void *saved_base = c->base;
+    c->base = c->partner;
     walk_object(c, e, partner_fields, NFIELDS(partner_fields), 1);
+    c->base = saved_base;
     cross_check_partner(c, i);
     c->partner->settings_json = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (c->partner->settings_json == NULL) c->oom = 1;
@@ -993,9 +1312,11 @@ static void check_partners(struct ctx *c, json_t *v, const struct field *f) {
 static const struct field root_fields[] = {
     {"node", check_node, "an object with at least \"region\", this gateway's division code", 0, 0, NULL, 0, NUM_NONE},
     {"local_api", check_local_api, "an object with at least \"listen\" and \"tokens\"", 0, 0, NULL, 0, NUM_NONE},
+    {"partner_api", check_partner_api, NULL, 0, 0, NULL, 0, NUM_NONE},
     {"cases", check_cases, NULL, 0, 0, NULL, 0, NUM_NONE},
     {"store", check_store, NULL, 0, 0, NULL, 0, NUM_NONE},
     {"log", check_log, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"keys", check_keys, NULL, 0, 0, NULL, 0, NUM_NONE},
     {"adapters", check_adapters, NULL, 0, 0, NULL, 0, NUM_NONE},
     {"partners", check_partners, NULL, 0, 0, NULL, 0, NUM_NONE},
 };
@@ -1026,6 +1347,21 @@ static void cross_check_limits(struct ctx *c) {
   key_set_len(c, saved);
 }
 
+/* Partners are served by adapters, which are loaded from adapters.dir. */
+static void cross_check_adapters_dir(struct ctx *c, const json_t *root) {
+  if (c->cfg->partner_count == 0) return;
+  const json_t *a = json_object_get(root, "adapters");
+  if (a != NULL && (!json_is_object(a) || json_object_get(a, "dir") != NULL)) return;
+  size_t saved = c->klen;
+  key_set_len(c, 0);
+  key_push(c, "adapters");
+  key_push(c, "dir");
+  problem(c, "missing (%zu partner(s) are configured: their adapters are loaded from this "
+             "directory, e.g. \"../build/release/adapters\")",
+          c->cfg->partner_count);
+  key_set_len(c, saved);
+}
+
 static void set_defaults(struct tb_config *cfg) {
   tb_http_limits_default(&cfg->local_api_limits);
   tb_case_limits_default(&cfg->case_limits);
@@ -1033,6 +1369,7 @@ static void set_defaults(struct tb_config *cfg) {
   cfg->store.path = NULL;
   cfg->events_max_wait_s = 60;
   cfg->log_level = TB_LOG_INFO;
+  tb_http_limits_default(&cfg->partner_api_limits);
 }
 
 /* Defaults that are strings are filled in after the walk, once we know the
@@ -1080,6 +1417,7 @@ static int load_text(const char *text, size_t len, const char *base_dir, const c
   struct ctx c;
   memset(&c, 0, sizeof c);
   c.cfg = out;
+  c.base = out;
   c.base_dir = base_dir;
   set_defaults(out);
   if (abs_path != NULL) out->path = dup_str(&c, abs_path);
@@ -1088,9 +1426,10 @@ static int load_text(const char *text, size_t len, const char *base_dir, const c
     expected(&c, "an object", root);
   else
     walk_object(&c, root, root_fields, NFIELDS(root_fields), 0);
-  json_decref(root);
 
   if (!c.oom) cross_check_limits(&c);
+  if (!c.oom && json_is_object(root)) cross_check_adapters_dir(&c, root);
+  json_decref(root);
   if (!c.oom && c.count == 0) set_string_defaults(&c);
 
   if (c.oom) {
@@ -1224,11 +1563,28 @@ void tb_config_free(struct tb_config *cfg) {
   free(cfg->store_path);
   free(cfg->log_file);
   free(cfg->adapters_dir);
+  for (size_t i = 0; i < cfg->key_count; i++) {
+    struct tb_config_key *k = &cfg->keys[i];
+    free(k->name);
+    free(k->kind);
+    free(k->private_key);
+    free(k->public_key);
+    free(k->certificate);
+    free(k->sm2_id);
+  }
+  free(cfg->keys);
+  free(cfg->partner_api_host);
+  free(cfg->partner_api_tls_certificate);
+  free(cfg->partner_api_tls_private_key);
   for (size_t i = 0; i < cfg->partner_count; i++) {
     struct tb_config_partner *p = &cfg->partners[i];
     free(p->name);
     free(p->adapter);
     free(p->endpoint);
+    free(p->tls.ca);
+    free(p->tls.client_certificate);
+    free(p->tls.client_key);
+    free(p->tls.client_ca);
     for (size_t k = 0; k < p->region_count; k++) free(p->regions[k]);
     free(p->regions);
     free(p->settings_json);
@@ -1246,4 +1602,31 @@ const struct tb_config_partner *tb_config_route(const struct tb_config *cfg,
       if (p->regions[k] != NULL && strcmp(p->regions[k], target_region) == 0) return p;
   }
   return NULL;
+}
+
+const struct tb_config_partner *tb_config_partner_find(const struct tb_config *cfg,
+                                                       const char *name) {
+  if (cfg == NULL || name == NULL) return NULL;
+  for (size_t i = 0; i < cfg->partner_count; i++)
+    if (cfg->partners[i].name != NULL && strcmp(cfg->partners[i].name, name) == 0)
+      return &cfg->partners[i];
+  return NULL;
+}
+
+const struct tb_config_key *tb_config_key_find(const struct tb_config *cfg, const char *name) {
+  if (cfg == NULL || name == NULL) return NULL;
+  for (size_t i = 0; i < cfg->key_count; i++)
+    if (cfg->keys[i].name != NULL && strcmp(cfg->keys[i].name, name) == 0) return &cfg->keys[i];
+  return NULL;
+}
+
+void tb_config_delivery_default(struct tb_config_delivery *d) {
+  d->max_in_flight = 8;
+  d->connect_timeout_ms = 5000;
+  d->timeout_ms = 15000;
+  d->max_attempts = 20;
+  d->backoff_initial_ms = 1000;
+  d->backoff_max_ms = 300000;
+  d->circuit_failures = 5;
+  d->circuit_open_ms = 30000;
 }

@@ -26,13 +26,50 @@ struct tb_config_token {
   char *token;         /* bearer token (>= 16 characters) */
 };
 
+/* One entry of the top-level "keys" object: a named key or CA for the
+ * keystore (crypto/keystore.h). Paths are absolute (resolved against the
+ * config file's directory); unset ones are NULL. */
+struct tb_config_key {
+  char *name;          /* ^[a-z0-9-]{1,64}$ */
+  char *kind;          /* "rsa", "ec-p256", "ed25519", "sm2" or "ca" */
+  char *private_key;   /* PEM private key (never for "ca") */
+  char *public_key;    /* PEM SubjectPublicKeyInfo (never for "ca") */
+  char *certificate;   /* PEM certificate of the key; for "ca" the trusted bundle */
+  char *sm2_id;        /* kind "sm2" only: the signer ID, default TB_CONFIG_SM2_DEFAULT_ID */
+};
+
+#define TB_CONFIG_SM2_DEFAULT_ID "1234567812345678"
+
+/* A partner's TLS material, owned by the gateway (not by the adapter). */
+struct tb_config_partner_tls {
+  char *ca;                 /* verifies the partner's server certificate; NULL: system CAs */
+  char *client_certificate; /* our client certificate towards the partner (mTLS) ... */
+  char *client_key;         /* ... and its private key; both or neither */
+  char *client_ca;          /* verifies the partner's client certificate on our partner listener */
+};
+
+/* How the delivery worker treats one partner (SPEC §7). */
+struct tb_config_delivery {
+  uint32_t max_in_flight;       /* concurrent requests to the partner */
+  uint64_t connect_timeout_ms;  /* TCP + TLS handshake */
+  uint64_t timeout_ms;          /* a whole request, connect included */
+  uint32_t max_attempts;        /* then the message is a dead letter */
+  uint64_t backoff_initial_ms;  /* first retry delay (doubled each time, with jitter) */
+  uint64_t backoff_max_ms;      /* cap of the retry delay */
+  uint32_t circuit_failures;    /* consecutive failures that open the circuit */
+  uint64_t circuit_open_ms;     /* how long it stays open before one trial request */
+};
+
 struct tb_config_partner {
   char *name;          /* [a-z0-9-]{1,32}, unique; used in paths and metrics */
   char *adapter;       /* adapter plugin name, e.g. "lu-xml" */
   char *endpoint;      /* http(s) base URL of the partner platform, trailing '/' removed */
   char **regions;      /* 6-digit division codes this partner serves */
   size_t region_count;
-  char *settings_json; /* the partner's whole object as JSON text, for its adapter (later issue) */
+  struct tb_config_partner_tls tls;   /* partners[].tls */
+  struct tb_config_delivery delivery; /* partners[].delivery (defaults when absent) */
+  uint32_t replay_window_s;           /* partners[].replay_window_s: inbound timestamp tolerance */
+  char *settings_json; /* the partner's whole object as JSON text, handed to its adapter's init */
 };
 
 struct tb_config {
@@ -55,7 +92,20 @@ struct tb_config {
   int log_level;                     /* log.level */
   char *log_file;                    /* log.file: NULL or "-" for stderr */
 
-  char *adapters_dir;                /* adapters.dir; NULL when not configured */
+  char *adapters_dir;                /* adapters.dir; NULL when not configured (only
+                                        allowed without partners) */
+
+  struct tb_config_key *keys;        /* keys.<name>, in file order */
+  size_t key_count;
+
+  /* partner_api: the partner-facing HTTPS listener (parsed and checked; not
+   * served yet). partner_api_set is 0 when the section is absent. */
+  int partner_api_set;
+  char *partner_api_host;
+  int partner_api_port;
+  char *partner_api_tls_certificate;
+  char *partner_api_tls_private_key;
+  struct tb_http_limits partner_api_limits;
 
   struct tb_config_partner *partners;
   size_t partner_count;
@@ -81,5 +131,15 @@ void tb_config_free(struct tb_config *cfg);
 /* The partner serving a target region, or NULL. */
 const struct tb_config_partner *tb_config_route(const struct tb_config *cfg,
                                                 const char *target_region);
+
+/* The partner named name, or NULL. */
+const struct tb_config_partner *tb_config_partner_find(const struct tb_config *cfg,
+                                                       const char *name);
+
+/* The key named name, or NULL. */
+const struct tb_config_key *tb_config_key_find(const struct tb_config *cfg, const char *name);
+
+/* Fills d with the documented delivery defaults. */
+void tb_config_delivery_default(struct tb_config_delivery *d);
 
 #endif
