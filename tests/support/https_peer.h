@@ -17,7 +17,19 @@
  *   /chunked?n=N        N bytes, chunked, no Content-Length
  *   /headers?n=N        200 with N extra header lines
  *   /continue           a 100 Continue block (X-Interim) then 200 (X-Final)
+ *   /twice              a partner that answers twice: the /echo answer, then an
+ *                       unsolicited second one (200, X-Echo-Test: unsolicited, body
+ *                       "stale") on the same connection, which stays open. How:
+ *                       default: two TLS records in one TCP segment (TCP_CORK);
+ *                       ?same=1: both answers in one TLS record; ?ms=N: the second
+ *                       N ms later, when the client holds the connection idle
+ *   /close              the /echo answer without "Connection: close", then a TLS
+ *                       close_notify and the end of the connection (a partner
+ *                       closing a kept-alive connection); ?hdr=1: with the header
  * Anything else: 404.
+ *
+ * Every request's X-Test value is logged in arrival order (seen[], nseen), so a
+ * test can prove that each request reached the server exactly once.
  *
  * The caller should ignore SIGPIPE: a client that gives up makes writes fail.
  */
@@ -44,6 +56,7 @@
 #include <openssl/ssl.h>
 
 #define HTTPS_PEER_MAX_CONNS 512
+#define HTTPS_PEER_SEEN_MAX 256
 
 struct https_peer_config {
   const char *cert_file, *key_file; /* the server's certificate chain and key */
@@ -73,7 +86,18 @@ struct https_peer {
   char last_method[16], last_path[512], last_content_type[256], last_x_test[256];
   unsigned char *last_body;
   size_t last_body_len;
+  char seen[HTTPS_PEER_SEEN_MAX][48]; /* X-Test of every request, in order (under mu) */
+  int nseen;
 };
+
+/* How many requests carried X-Test: id. */
+static inline int https_peer_seen(struct https_peer *s, const char *id) {
+  int n = 0;
+  pthread_mutex_lock(&s->mu);
+  for (int i = 0; i < s->nseen; i++) n += strcmp(s->seen[i], id) == 0;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
 
 static inline void https_peer_sleep_ms(struct https_peer *s, long ms) {
   while (ms > 0 && !atomic_load(&s->stop)) {
@@ -140,10 +164,45 @@ static inline void https_peer_header(const char *hdrs, const char *name, char *o
   }
 }
 
-/* Answers one request; returns 0 to keep the connection, -1 to drop it. */
-static inline int https_peer_answer(struct https_peer *s, SSL *ssl, const char *path,
+#define HTTPS_PEER_STALE                                                                   \
+  "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Echo-Test: unsolicited\r\n" \
+  "Content-Length: 5\r\n\r\nstale"
+
+/* Answers one request; returns 0 to keep the connection, -1 to drop it, 1 to
+ * close it with a TLS close_notify. */
+static inline int https_peer_answer(struct https_peer *s, SSL *ssl, int fd, const char *path,
                                     const char *ct, const char *xt, const unsigned char *body,
                                     size_t blen) {
+  if (strncmp(path, "/twice", 6) == 0) {
+    long ms = https_peer_qint(path, "ms", 0);
+    char buf[8192];
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     "X-Echo-Test: %s\r\nContent-Length: %zu\r\n\r\n",
+                     xt, blen);
+    if (n < 0 || (size_t)n + blen + sizeof HTTPS_PEER_STALE > sizeof buf) return -1;
+    memcpy(buf + n, body, blen);
+    size_t len = (size_t)n + blen;
+    if (https_peer_qint(path, "same", 0)) {
+      memcpy(buf + len, HTTPS_PEER_STALE, sizeof HTTPS_PEER_STALE - 1);
+      return https_peer_write(ssl, buf, len + sizeof HTTPS_PEER_STALE - 1);
+    }
+    int one = 1, zero = 0;
+    if (ms == 0) setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    int rc = https_peer_write(ssl, buf, len);
+    if (rc == 0 && ms > 0) https_peer_sleep_ms(s, ms);
+    if (rc == 0) rc = https_peer_printf(ssl, "%s", HTTPS_PEER_STALE);
+    if (ms == 0) setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    return rc;
+  }
+  if (strncmp(path, "/close", 6) == 0) {
+    int hdr = https_peer_qint(path, "hdr", 0) != 0;
+    if (https_peer_printf(ssl, "HTTP/1.1 200 OK\r\nX-Echo-Test: %s\r\n%sContent-Length: %zu\r\n\r\n",
+                          xt, hdr ? "Connection: close\r\n" : "", blen) != 0 ||
+        https_peer_write(ssl, body, blen) != 0)
+      return -1;
+    return 1;
+  }
   if (strncmp(path, "/echo", 5) == 0) {
     if (https_peer_printf(ssl,
                           "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
@@ -276,6 +335,12 @@ static inline void *https_peer_conn_main(void *arg) {
     snprintf(s->last_path, sizeof s->last_path, "%s", path);
     snprintf(s->last_content_type, sizeof s->last_content_type, "%s", ct);
     snprintf(s->last_x_test, sizeof s->last_x_test, "%s", xt);
+    if (s->nseen < HTTPS_PEER_SEEN_MAX) {
+      /* test ids are short; keep what fits */
+      size_t n = strnlen(xt, sizeof s->seen[0] - 1);
+      memcpy(s->seen[s->nseen], xt, n);
+      s->seen[s->nseen++][n] = '\0';
+    }
     free(s->last_body);
     s->last_body = malloc(blen + 1);
     if (s->last_body) memcpy(s->last_body, body, blen);
@@ -287,9 +352,13 @@ static inline void *https_peer_conn_main(void *arg) {
     int prev = atomic_load(&s->max_active);
     while (now > prev && !atomic_compare_exchange_weak(&s->max_active, &prev, now)) {
     }
-    int rc = https_peer_answer(s, ssl, path, ct, xt, body, blen);
+    int rc = https_peer_answer(s, ssl, c->fd, path, ct, xt, body, blen);
     atomic_fetch_sub(&s->active, 1);
     free(body);
+    if (rc == 1) {
+      SSL_shutdown(ssl); /* close_notify; we do not wait for the client's */
+      goto out;
+    }
     if (rc != 0 || strcasecmp(conn, "close") == 0) goto out;
   }
 out:

@@ -344,6 +344,7 @@ static void connections_are_reused(void **state) {
   assert_int_equal(st.completed, 100);
   assert_int_equal(st.reused, (uint64_t)ch.reused);
   assert_int_equal(st.connections_opened, (uint64_t)seq_accepts);
+  assert_int_equal(st.connections_discarded, 0); /* a healthy partner leaves nothing unread */
 
   /* 50 at once: at most max_connections connections, all reused after. */
   static struct call calls[50];
@@ -376,6 +377,7 @@ static void connections_are_reused(void **state) {
   assert_int_equal(st.requests, 150);
   assert_true(st.reused >= 150 - 4);
   assert_true(st.handles_created <= 4); /* easy handles are recycled */
+  assert_int_equal(st.connections_discarded, 0);
   fx_fini(&f);
 }
 
@@ -603,6 +605,123 @@ static void answers_over_the_caps_are_too_large(void **state) {
   assert_true(has_header(&hdrs_ok, "X-H-9: value 9\n"));
   free(exact.body), free(big.body), free(chunked.body), free(chunked_ok.body);
   free(hdrs.body), free(hdrs_ok.body);
+  fx_fini(&f);
+}
+
+/* ---- a partner that answers twice ---------------------------------------- */
+
+/* Posts request k (X-Test: id-k, body "body-k") and runs until it is done. */
+static void post_id_and_wait(struct fx *f, struct tb_client_pool *p, const char *path, int k,
+                             struct call *c) {
+  char hdr[64], body[32], err[TB_ERRMSG_MAX] = "";
+  snprintf(hdr, sizeof hdr, "X-Test: id-%d", k);
+  snprintf(body, sizeof body, "body-%d", k);
+  int before = g_done;
+  int rc = tb_client_post(p, path, "text/plain", hdr, body, strlen(body), on_done, c, err);
+  if (rc != 0) fprintf(stderr, "post: %s\n", err);
+  assert_int_equal(rc, 0);
+  assert_true(run_until(&f->loop, &g_done, before + 1, 10000));
+}
+
+/* The answer in c is the answer to request k, and request k reached the
+ * server exactly once. */
+static void assert_answer_is(struct fx *f, const struct call *c, int k) {
+  char line[64], body[32];
+  snprintf(line, sizeof line, "X-Echo-Test: id-%d\n", k);
+  snprintf(body, sizeof body, "body-%d", k);
+  if (c->terr != 0 || !has_header(c, line))
+    fprintf(stderr, "  request %d: %s %s; status %d; headers:\n%s", k,
+            tb_client_error_name(c->terr), c->text, c->status, c->headers);
+  assert_int_equal(c->calls, 1);
+  assert_int_equal(c->terr, 0);
+  assert_int_equal(c->status, 200);
+  assert_true(has_header(c, line));
+  assert_int_equal(c->body_len, strlen(body));
+  assert_memory_equal(c->body, body, strlen(body));
+  snprintf(line, sizeof line, "id-%d", k);
+  assert_int_equal(https_peer_seen(&f->peer, line), 1);
+}
+
+static void partner_answering_twice_does_not_shift_answers(void **state) {
+  (void)state;
+  /* Where the unsolicited answer waits: in the socket with the real answer
+   * (found when the answer completes), in the same TLS record as the real
+   * answer (curl reads it into its own buffer), or arriving later on the
+   * idle connection (found just before the next request is sent). */
+  static const char *const modes[] = {"/twice", "/twice?same=1", "/twice?ms=30"};
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    struct fx f;
+    struct https_peer_config sc = server_cfg(g_gw_ca, 0);
+    fx_init(&f, &sc);
+    struct tb_client_pool_config pc = pool_cfg(&f, 1);
+    pc.max_in_flight = 1;
+    struct tb_client_pool *p = add_pool(&f, &pc);
+    struct call c[11];
+    memset(c, 0, sizeof c);
+    g_done = 0;
+    post_id_and_wait(&f, p, modes[m], 1, &c[1]);
+    if (m == 2) {
+      /* Let the late answer arrive while the connection sits in the cache. */
+      uv_sleep(300);
+    }
+    for (int k = 2; k <= 10; k++) post_id_and_wait(&f, p, "/echo", k, &c[k]);
+    for (int k = 1; k <= 10; k++) {
+      assert_answer_is(&f, &c[k], k);
+      free(c[k].body);
+    }
+    struct tb_client_stats st, cst;
+    tb_client_pool_stats(p, &st);
+    tb_client_stats(f.client, &cst);
+    fprintf(stderr, "  %s: 10 answers right; %d TCP connections, %d requests seen, "
+            "%llu discarded, %llu reused\n",
+            modes[m], atomic_load(&f.peer.accepts), atomic_load(&f.peer.requests),
+            (unsigned long long)st.connections_discarded, (unsigned long long)st.reused);
+    assert_int_equal(atomic_load(&f.peer.requests), 10); /* nothing was sent twice */
+    assert_int_equal(st.requests, 10);
+    assert_int_equal(st.completed, 10);
+    assert_int_equal(st.failed, 0);
+    assert_int_equal(cst.connections_discarded, st.connections_discarded);
+    if (m != 1) assert_true(st.connections_discarded >= 1);
+    /* Only the poisoned connection was replaced: 2..10 share a new one. (With
+     * both answers in one TLS record, curl reads the stale one into its own
+     * buffer with the real one; 7.88 then does not keep the connection.) */
+    if (m == 1) assert_true(atomic_load(&f.peer.accepts) <= 2);
+    else assert_int_equal(atomic_load(&f.peer.accepts), 2);
+    assert_true(st.reused >= 8);
+    fx_fini(&f);
+  }
+}
+
+static void partner_closing_after_answer_is_not_dirty(void **state) {
+  (void)state;
+  /* A partner that answers and then ends the connection, with "Connection:
+   * close" or with just a close_notify on a kept-alive connection (what a
+   * server does when its idle timeout fires): normal, not a discard. */
+  struct fx f;
+  struct https_peer_config sc = server_cfg(g_gw_ca, 0);
+  fx_init(&f, &sc);
+  struct tb_client_pool_config pc = pool_cfg(&f, 1);
+  pc.max_in_flight = 1;
+  struct tb_client_pool *p = add_pool(&f, &pc);
+  struct call c[11];
+  memset(c, 0, sizeof c);
+  g_done = 0;
+  for (int k = 1; k <= 10; k++) {
+    post_id_and_wait(&f, p, k % 3 == 0 ? "/echo" : k % 3 == 1 ? "/close" : "/close?hdr=1", k,
+                     &c[k]);
+    uv_sleep(50); /* the close reaches us before the next request */
+  }
+  for (int k = 1; k <= 10; k++) {
+    assert_answer_is(&f, &c[k], k);
+    free(c[k].body);
+  }
+  struct tb_client_stats st;
+  tb_client_pool_stats(p, &st);
+  fprintf(stderr, "  10 requests, %d TCP connections, %llu discarded\n",
+          atomic_load(&f.peer.accepts), (unsigned long long)st.connections_discarded);
+  assert_int_equal(st.connections_discarded, 0);
+  assert_int_equal(st.completed, 10);
+  assert_int_equal(atomic_load(&f.peer.requests), 10);
   fx_fini(&f);
 }
 
@@ -904,6 +1023,8 @@ int main(void) {
       cmocka_unit_test(slow_server_times_out_at_the_total_timeout),
       cmocka_unit_test(connection_cut_mid_answer_is_a_reset),
       cmocka_unit_test(answers_over_the_caps_are_too_large),
+      cmocka_unit_test(partner_answering_twice_does_not_shift_answers),
+      cmocka_unit_test(partner_closing_after_answer_is_not_dirty),
       cmocka_unit_test(close_cancels_queued_and_in_flight_exactly_once),
       cmocka_unit_test(close_from_inside_a_callback),
       cmocka_unit_test(pool_close_keeps_connections_for_a_replacement),

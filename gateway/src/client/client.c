@@ -16,10 +16,15 @@
  */
 #include "client/client_internal.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tbgw/error.h"
 
@@ -145,6 +150,85 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
   return 0;
 }
 
+/* ---- the sockets curl has open ------------------------------------------ */
+
+/* CURLOPT_OPENSOCKETFUNCTION: the socket curl would make (plus CLOEXEC), and
+ * a note of it. Refused rather than left untracked when out of memory: an
+ * untracked connection could not be checked before reuse. */
+curl_socket_t tb__client_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *addr) {
+  struct tb_client *c = ud;
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD; /* no proxies, no FTP here */
+  if (c->nfds == c->fds_cap) {
+    size_t cap = c->fds_cap ? c->fds_cap * 2 : 16;
+    struct tb__client_fd *n = realloc(c->fds, cap * sizeof *n);
+    if (n == NULL) return CURL_SOCKET_BAD;
+    c->fds = n;
+    c->fds_cap = cap;
+  }
+  curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+  if (fd == CURL_SOCKET_BAD) return fd;
+  /* The kernel just handed out this number: an entry still holding it is
+   * stale (a socket closed without our callback; should not happen). */
+  for (size_t i = 0; i < c->nfds;) {
+    if (c->fds[i].fd == fd) c->fds[i] = c->fds[--c->nfds];
+    else i++;
+  }
+  struct tb__client_fd *e = &c->fds[c->nfds++];
+  memset(e, 0, sizeof *e);
+  e->fd = fd;
+  return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: curl keeps it with the connection, so it also
+ * runs for connections closed by curl_multi_cleanup (c is still valid). */
+int tb__client_close_socket(void *ud, curl_socket_t fd) {
+  struct tb_client *c = ud;
+  for (size_t i = 0; i < c->nfds; i++) {
+    if (c->fds[i].fd != fd) continue;
+    c->fds[i] = c->fds[--c->nfds];
+    break;
+  }
+  return close(fd);
+}
+
+static int sockaddr_text(const struct sockaddr_storage *a, char *ip, size_t size, int *port) {
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)(const void *)a;
+    *port = ntohs(v4->sin_port);
+    return inet_ntop(AF_INET, &v4->sin_addr, ip, (socklen_t)size) != NULL ? 0 : -1;
+  }
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)(const void *)a;
+    *port = ntohs(v6->sin6_port);
+    return inet_ntop(AF_INET6, &v6->sin6_addr, ip, (socklen_t)size) != NULL ? 0 : -1;
+  }
+  return -1;
+}
+
+/* The socket of the connection curl reports by its addresses (the
+ * CURLOPT_PREREQFUNCTION arguments). Linux may give two connections to
+ * different destinations the same local port, hence the remote end too. */
+curl_socket_t tb__client_find_fd(struct tb_client *c, const char *rip, int rport, int lport) {
+  for (size_t i = 0; i < c->nfds; i++) {
+    struct tb__client_fd *e = &c->fds[i];
+    if (!e->known) {
+      struct sockaddr_storage a;
+      socklen_t al = sizeof a;
+      char lip[64];
+      if (getsockname(e->fd, (struct sockaddr *)&a, &al) != 0 ||
+          sockaddr_text(&a, lip, sizeof lip, &e->lport) != 0 || e->lport == 0)
+        continue;
+      al = sizeof a;
+      if (getpeername(e->fd, (struct sockaddr *)&a, &al) != 0 ||
+          sockaddr_text(&a, e->rip, sizeof e->rip, &e->rport) != 0)
+        continue; /* not connected (yet) */
+      e->known = 1;
+    }
+    if (e->lport == lport && e->rport == rport && strcmp(e->rip, rip) == 0) return e->fd;
+  }
+  return CURL_SOCKET_BAD;
+}
+
 /* ---- easy handle recycling ---------------------------------------------- */
 
 struct tb__client_easy *tb__client_easy_get(struct tb_client *c) {
@@ -202,6 +286,9 @@ static void client_free_curl(struct tb_client *c) {
   }
   if (c->share != NULL) curl_share_cleanup(c->share);
   c->share = NULL;
+  free(c->fds); /* curl_multi_cleanup closed every connection */
+  c->fds = NULL;
+  c->nfds = c->fds_cap = 0;
   if (c->curl_inited) curl_global_cleanup();
   c->curl_inited = 0;
 }
@@ -297,6 +384,7 @@ void tb_client_stats(const struct tb_client *c, struct tb_client_stats *out) {
   out->connections_opened = c->n.connections_opened;
   out->reused = c->n.reused;
   out->handles_created = c->n.handles_created;
+  out->connections_discarded = c->n.connections_discarded;
   for (const struct tb_client_pool *p = c->pools; p != NULL; p = p->next) {
     out->in_flight += p->in_flight;
     out->queued += p->queued;

@@ -14,6 +14,12 @@
  * handles are recycled with curl_easy_reset, and TLS sessions are shared
  * through one CURLSH so that a new connection can resume.
  *
+ * A kept-alive connection on which the partner has sent anything unasked
+ * (a partner that answers twice) is never reused: its next answer would be
+ * that stale one. It is closed, and a request that was about to use it goes
+ * out on a fresh connection instead, invisibly to the caller (see
+ * connections_discarded and the "client.connection_discarded" log line).
+ *
  * Only HTTPS, HTTP/1.1, TLS 1.2 or later, no proxies (the environment's
  * http_proxy is ignored), no redirects, no content decoding (partners sign
  * bytes). Response headers and body are capped; a partner that sends more
@@ -128,6 +134,10 @@ struct tb_client_stats {
   uint64_t connections_opened; /* sum of CURLINFO_NUM_CONNECTS */
   uint64_t reused;             /* transfers that opened no connection */
   uint64_t handles_created;    /* curl easy handles made (client only; 0 for a pool) */
+  uint64_t connections_discarded; /* kept-alive connections closed instead of reused because
+                                   * the partner had sent bytes nobody asked for (e.g. a
+                                   * second, unsolicited answer); the request that would have
+                                   * used one went out on a fresh connection instead */
   size_t in_flight;
   size_t queued;
 };

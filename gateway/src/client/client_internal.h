@@ -22,6 +22,17 @@ struct tb__client_sock {
   struct tb__client_sock *prev, *next; /* client->socks */
 };
 
+/* A socket curl opened through CURLOPT_OPENSOCKETFUNCTION (until its
+ * CURLOPT_CLOSESOCKETFUNCTION): curl does not say which socket a reused
+ * connection has before the request is sent, so we find it by its addresses.
+ * The addresses are filled in on first use after the connect. */
+struct tb__client_fd {
+  curl_socket_t fd;
+  int known;                          /* lport, rport and rip are filled in */
+  int lport, rport;
+  char rip[64];
+};
+
 /* A recycled easy handle (kept across requests; curl_easy_reset between). */
 struct tb__client_easy {
   CURL *easy;
@@ -30,6 +41,14 @@ struct tb__client_easy {
 
 enum { TB__REQ_POST = 0, TB__REQ_PROBE = 1 };
 enum { TB__TOO_LARGE_NONE = 0, TB__TOO_LARGE_BODY, TB__TOO_LARGE_HEADERS };
+
+/* What a look at an idle connection's socket found (tb__client_sock_state). */
+enum {
+  TB__SOCK_CLEAN = 0, /* nothing to read: safe to send a request on it */
+  TB__SOCK_UNREAD,    /* bytes nobody asked for (an unsolicited answer) */
+  TB__SOCK_CLOSED     /* the partner closed it (FIN, maybe after a close_notify), or an error */
+};
+enum { TB__DISCARD_NONE = 0, TB__DISCARD_UNREAD, TB__DISCARD_CLOSED };
 
 /*
  * One request from tb_client_post to its callback. The request line data
@@ -59,11 +78,20 @@ struct tb__client_req {
   int headers_done;                   /* blank line after a final status: later lines are trailers */
   int too_large;                      /* TB__TOO_LARGE_* */
   int oom;
+
+  /* Connection hygiene (transfer.c). conn_fd is the socket of the
+   * connection this transfer was sent on, found by CURLOPT_PREREQFUNCTION
+   * (CURL_SOCKET_BAD until then): a completed transfer's connection is only
+   * inspected when no running transfer has been sent on it since. */
+  curl_socket_t conn_fd;
+  int discard;                        /* TB__DISCARD_*: the prereq check aborted this attempt */
+  int reissued;                       /* the one transparent retry on a fresh connection */
   char errbuf[CURL_ERROR_SIZE];
 };
 
 struct tb__client_counters {
   uint64_t requests, completed, failed, connections_opened, reused, handles_created;
+  uint64_t connections_discarded;
 };
 
 struct tb_client_pool {
@@ -98,24 +126,37 @@ struct tb_client {
   size_t open_socks;                  /* uv_poll handles not yet closed */
   struct tb_client_pool *pools;
   struct tb__client_easy *free_easy;
+  struct tb__client_fd *fds;          /* every socket curl has open */
+  size_t nfds, fds_cap;
   long maxconnects;
   int closing, timer_closed, multi_gone, curl_inited;
   void (*on_closed)(void *ud);
   void *on_closed_ud;
   struct tb__client_counters n;       /* totals over every pool */
+  /* "client.connection_discarded" rate limit (TB__DISCARD_LOG_PER_SEC) */
+  uint64_t discard_log_sec, discard_log_suppressed;
+  unsigned discard_log_n;
 };
+
+#define TB__DISCARD_LOG_PER_SEC 5
 
 /* client.c */
 void tb__client_update_maxconnects(struct tb_client *c);
 void tb__client_pool_gone(struct tb_client *c); /* a pool finished closing */
 struct tb__client_easy *tb__client_easy_get(struct tb_client *c);
 void tb__client_easy_put(struct tb_client *c, struct tb__client_easy *e);
+curl_socket_t tb__client_find_fd(struct tb_client *c, const char *rip, int rport, int lport);
+curl_socket_t tb__client_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *addr);
+int tb__client_close_socket(void *ud, curl_socket_t fd);
 
 /* pool.c */
 void tb__client_finish(struct tb__client_req *r, CURLcode code);
 
 /* transfer.c */
 int tb__client_req_setup(struct tb__client_req *r, CURL *easy, char *err);
+int tb__client_sock_state(curl_socket_t fd);
+void tb__client_after_transfer(struct tb__client_req *r, CURLcode code);
+void tb__client_log_discard(struct tb_client_pool *p, int discard, const char *where);
 int tb__client_classify(const struct tb__client_req *r, CURLcode code);
 int tb__client_check_header_lines(const char *lines, char *err);
 void tb__client_req_release_response(struct tb__client_req *r);

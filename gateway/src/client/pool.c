@@ -406,9 +406,62 @@ static void pump(struct tb_client_pool *p) {
   }
 }
 
+/*
+ * on_prereq (transfer.c) aborted r before any byte of it was sent, because
+ * the reused connection it was given had unread bytes or had been closed by
+ * the partner; curl has closed that connection. r goes out again, once, on a
+ * fresh connection; it stays in the running list meanwhile, and its caller
+ * sees only the second attempt. 0 if r is back in the multi.
+ */
+static int reissue(struct tb__client_req *r, char *text, size_t size) {
+  struct tb_client_pool *p = r->pool;
+  struct tb_client *c = p->client;
+  int discard = r->discard;
+  r->discard = TB__DISCARD_NONE;
+  if (discard == TB__DISCARD_UNREAD) {
+    p->n.connections_discarded++;
+    c->n.connections_discarded++;
+  }
+  tb__client_log_discard(p, discard, "before_request");
+  curl_multi_remove_handle(c->multi, r->slot->easy);
+  const char *why = discard == TB__DISCARD_UNREAD ? "held unsolicited data"
+                                                  : "had been closed by the partner";
+  if (r->reissued) {
+    snprintf(text, size, "partner %s: a fresh connection %s before the request", p->name, why);
+    return -1;
+  }
+  if (p->closing || c->closing) {
+    snprintf(text, size, "partner %s: %s closed before the answer", p->name,
+             c->closing ? "client" : "pool");
+    return -1;
+  }
+  r->reissued = 1;
+  tb__client_req_release_response(r); /* nothing was received; start clean anyway */
+  r->headers_done = 0;
+  r->too_large = TB__TOO_LARGE_NONE;
+  r->oom = 0;
+  r->errbuf[0] = '\0';
+  CURLcode ec = curl_easy_setopt(r->slot->easy, CURLOPT_FRESH_CONNECT, 1L);
+  CURLMcode mc = ec == CURLE_OK ? curl_multi_add_handle(c->multi, r->slot->easy) : CURLM_OK;
+  if (ec == CURLE_OK && mc == CURLM_OK) return 0;
+  snprintf(text, size, "partner %s: could not resend on a fresh connection: %s", p->name,
+           ec != CURLE_OK ? curl_easy_strerror(ec) : curl_multi_strerror(mc));
+  return -1;
+}
+
 void tb__client_finish(struct tb__client_req *r, CURLcode code) {
   struct tb_client_pool *p = r->pool;
   struct tb_client *c = p->client;
+  if (r->discard != TB__DISCARD_NONE && code == CURLE_ABORTED_BY_CALLBACK) {
+    int closing = p->closing || c->closing;
+    if (reissue(r, r->errbuf, sizeof r->errbuf) == 0) return;
+    /* Nothing was sent: the caller may simply try again. */
+    unlink_running(r);
+    deliver(r, closing ? TB_CLIENT_ECANCELLED : TB_CLIENT_ERESET, r->errbuf);
+    pump(p);
+    return;
+  }
+  tb__client_after_transfer(r, code);
   int category = tb__client_classify(r, code);
   if (category != 0 && r->errbuf[0] == '\0')
     snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_easy_strerror(code));
@@ -567,6 +620,7 @@ void tb_client_pool_stats(const struct tb_client_pool *p, struct tb_client_stats
   out->failed = p->n.failed;
   out->connections_opened = p->n.connections_opened;
   out->reused = p->n.reused;
+  out->connections_discarded = p->n.connections_discarded;
   out->in_flight = p->in_flight;
   out->queued = p->queued;
 }

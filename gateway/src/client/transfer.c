@@ -6,14 +6,22 @@
  */
 #include "client/client_internal.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "core/log.h"
 #include "tbgw/error.h"
 
 #ifndef TB_VERSION
 #define TB_VERSION "dev"
+#endif
+
+#if LIBCURL_VERSION_NUM < 0x075000
+#error "libcurl 7.80 or later is needed (CURLOPT_PREREQFUNCTION)"
 #endif
 
 /* ---- request header lines ------------------------------------------------ */
@@ -181,6 +189,123 @@ static size_t on_body(char *buf, size_t size, size_t nitems, void *ud) {
   return n;
 }
 
+/* ---- connection hygiene ------------------------------------------------- */
+
+/*
+ * HTTP/1.1 has no way to tell which request an answer belongs to but the
+ * order. A partner that answers twice (or sends anything unasked) leaves
+ * bytes on the kept-alive connection, and libcurl 7.88 reuses it anyway (its
+ * liveness check counts "readable" as alive): the next request would read the
+ * stale answer as its own, and every later one would be off by one. A healthy
+ * idle HTTP/1.1 connection has nothing to read, so bytes waiting in the
+ * kernel's socket buffer are evidence enough (TLS records included: curl
+ * reads a record at a time and drains each into its own buffer, which dies
+ * with the transfer). Two checks:
+ *
+ *  - before a request is sent on a reused connection (CURLOPT_PREREQFUNCTION):
+ *    anything to read, or a close by the partner, and the connection is shut
+ *    down and the attempt aborted (curl then closes it); pool.c sends the
+ *    request again on a fresh connection, once, without telling the caller;
+ *  - after an answer, on the connection curl keeps: unread bytes and it is
+ *    shut down at once, so that it is never picked again.
+ */
+
+#ifndef POLLRDHUP
+#ifdef __linux__
+#define POLLRDHUP 0x2000 /* <poll.h> hides it without _GNU_SOURCE */
+#else
+#define POLLRDHUP 0
+#endif
+#endif
+
+int tb__client_sock_state(curl_socket_t fd) {
+  struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
+  int n;
+  do n = poll(&pfd, 1, 0);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0 || pfd.revents == 0) return TB__SOCK_CLEAN;
+  /* The partner's FIN (after a close_notify, or after a stale answer): the
+   * connection is over whatever is in front of it. Also our own shutdown. */
+  if (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return TB__SOCK_CLOSED;
+  char b;
+  ssize_t k = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (k > 0) return TB__SOCK_UNREAD;
+  if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return TB__SOCK_CLEAN;
+  return TB__SOCK_CLOSED;
+}
+
+void tb__client_log_discard(struct tb_client_pool *p, int discard, const char *where) {
+  struct tb_client *c = p->client;
+  /* A partner closing an idle connection is routine: debug only. */
+  enum tb_log_level level = discard == TB__DISCARD_UNREAD ? TB_LOG_WARN : TB_LOG_DEBUG;
+  if (!tb_log_enabled(level)) return;
+  uint64_t sec = uv_now(c->loop) / 1000 + 1;
+  if (c->discard_log_sec != sec) {
+    c->discard_log_sec = sec;
+    c->discard_log_n = 0;
+  }
+  if (c->discard_log_n >= TB__DISCARD_LOG_PER_SEC) {
+    c->discard_log_suppressed++;
+    return;
+  }
+  c->discard_log_n++;
+  struct tb_log_line *l = tb_log_begin(level, "client.connection_discarded");
+  tb_log_str(l, "partner", p->name);
+  tb_log_str(l, "reason", discard == TB__DISCARD_UNREAD ? "unsolicited_data" : "closed_by_partner");
+  tb_log_str(l, "when", where);
+  if (c->discard_log_suppressed > 0) {
+    tb_log_int(l, "suppressed", (int64_t)c->discard_log_suppressed);
+    c->discard_log_suppressed = 0;
+  }
+  tb_log_end(l);
+}
+
+/* CURLOPT_PREREQFUNCTION: the connection is ready (new or reused) and
+ * nothing of the request has been sent. */
+static int on_prereq(void *ud, char *remote_ip, char *local_ip, int remote_port, int local_port) {
+  struct tb__client_req *r = ud;
+  struct tb_client *c = r->pool->client;
+  (void)local_ip;
+  r->conn_fd = tb__client_find_fd(c, remote_ip != NULL ? remote_ip : "", remote_port, local_port);
+  long connects = 0;
+  curl_easy_getinfo(r->slot->easy, CURLINFO_NUM_CONNECTS, &connects);
+  /* A new connection has nothing stale on it (and may hold TLS 1.3 session
+   * tickets that curl has not read yet, which are not a reason to drop it). */
+  if (connects > 0 || r->conn_fd == CURL_SOCKET_BAD) return CURL_PREREQFUNC_OK;
+  int st = tb__client_sock_state(r->conn_fd);
+  if (st == TB__SOCK_CLEAN) return CURL_PREREQFUNC_OK;
+  r->discard = st == TB__SOCK_UNREAD ? TB__DISCARD_UNREAD : TB__DISCARD_CLOSED;
+  /* curl closes a connection whose transfer a callback aborted; the shutdown
+   * makes sure that nothing can ever be read from or sent on it again. */
+  shutdown(r->conn_fd, SHUT_RDWR);
+  r->conn_fd = CURL_SOCKET_BAD;
+  return CURL_PREREQFUNC_ABORT;
+}
+
+/* Runs when curl reports the transfer done, before it leaves the multi. */
+void tb__client_after_transfer(struct tb__client_req *r, CURLcode code) {
+  struct tb_client_pool *p = r->pool;
+  struct tb_client *c = p->client;
+  if (code != CURLE_OK || r->kind != TB__REQ_POST) return; /* curl closed the connection */
+  curl_socket_t fd = CURL_SOCKET_BAD;
+  if (curl_easy_getinfo(r->slot->easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK ||
+      fd == CURL_SOCKET_BAD)
+    return; /* not kept (Connection: close, or curl's own doubts) */
+  /* In the same curl_multi_socket_action call another transfer may already
+   * have taken the connection and sent its request: its answer is not
+   * stale. Such a transfer has been through on_prereq, which noted the fd. */
+  for (const struct tb_client_pool *q = c->pools; q != NULL; q = q->next)
+    for (const struct tb__client_req *o = q->running; o != NULL; o = o->next)
+      if (o != r && o->conn_fd == fd) return;
+  if (tb__client_sock_state(fd) != TB__SOCK_UNREAD) return;
+  /* The connection stays in curl's cache, dead: curl's liveness check or
+   * our on_prereq (which then sees our own shutdown) drops it. */
+  shutdown(fd, SHUT_RDWR);
+  p->n.connections_discarded++;
+  c->n.connections_discarded++;
+  tb__client_log_discard(p, TB__DISCARD_UNREAD, "after_answer");
+}
+
 /* ---- options ------------------------------------------------------------ */
 
 #define SETOPT(opt, val)                                                  \
@@ -199,6 +324,7 @@ int tb__client_req_setup(struct tb__client_req *r, CURL *easy, char *err) {
   const char *bad = NULL;
   CURLcode code = CURLE_OK;
   r->errbuf[0] = '\0';
+  r->conn_fd = CURL_SOCKET_BAD;
   /* The easy handle was reset when it was put back (or is new). */
   SETOPT(CURLOPT_PRIVATE, (void *)r);
   SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
@@ -241,6 +367,11 @@ int tb__client_req_setup(struct tb__client_req *r, CURL *easy, char *err) {
   SETOPT(CURLOPT_MAXAGE_CONN, p->idle_timeout_s);
   SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
   SETOPT(CURLOPT_TCP_NODELAY, 1L);
+  /* Every socket is noted (client.c), so that on_prereq can look at it. */
+  SETOPT(CURLOPT_OPENSOCKETFUNCTION, tb__client_open_socket);
+  SETOPT(CURLOPT_OPENSOCKETDATA, (void *)c);
+  SETOPT(CURLOPT_CLOSESOCKETFUNCTION, tb__client_close_socket);
+  SETOPT(CURLOPT_CLOSESOCKETDATA, (void *)c);
   if (r->kind == TB__REQ_PROBE) {
     /* A fresh connection that proves DNS, TCP and TLS, then is dropped. */
     SETOPT(CURLOPT_CONNECT_ONLY, 1L);
@@ -260,6 +391,8 @@ int tb__client_req_setup(struct tb__client_req *r, CURL *easy, char *err) {
   SETOPT(CURLOPT_HEADERDATA, (void *)r);
   SETOPT(CURLOPT_WRITEFUNCTION, on_body);
   SETOPT(CURLOPT_WRITEDATA, (void *)r);
+  SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
+  SETOPT(CURLOPT_PREREQDATA, (void *)r);
   return 0;
 fail:
   return tb_errf(err, code == CURLE_OUT_OF_MEMORY ? TB_ENOMEM : TB_EINTERNAL,
