@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "core/metrics.h"
+#include "delivery/engine.h"
 #include "http/problem.h"
 #include "tbgw/error.h"
 
@@ -88,6 +89,10 @@ void tb__api_respond_json(struct tb_http_exchange *ex, int status, const void *j
   tb_http_respond_owned(ex, status, "application/json", text, strlen(text), extra_headers);
 }
 
+void tb__api_kick(struct tb_api *api, const char *partner) {
+  tb_delivery_kick(api->delivery, partner);
+}
+
 const char *tb__api_authenticate(const struct tb_api *api, const struct tb_http_request *req) {
   const char *h = tb_http_request_header(req, "authorization");
   if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) return NULL;
@@ -111,6 +116,7 @@ const char *tb__api_authenticate(const struct tb_api *api, const struct tb_http_
 enum route_id {
   R_HEALTHZ, R_READYZ, R_METRICS, R_CASES, R_CASE, R_EVENTS,
   R_CASE_WITHDRAW, R_CASE_SUPPLEMENT, R_CASE_EVIDENCE, R_INBOUND, R_INBOUND_STATUS,
+  R_ADMIN_DLQ, R_ADMIN_REPLAY,
 };
 
 struct route {
@@ -133,6 +139,8 @@ static const struct route routes[] = {
     {R_EVENTS, "/v1/events", "/v1/events", "GET, HEAD", 1},
     {R_INBOUND, "/v1/inbound/{id}", "/v1/inbound/*", "GET, HEAD", 1},
     {R_INBOUND_STATUS, "/v1/inbound/{id}/status", "/v1/inbound/*/status", "POST", 1},
+    {R_ADMIN_DLQ, "/v1/admin/dead-letters", "/v1/admin/dead-letters", "GET, HEAD", 1},
+    {R_ADMIN_REPLAY, "/v1/admin/dead-letters/replay", "/v1/admin/dead-letters/replay", "POST", 1},
 };
 
 /* Matches path against pattern; on a '*' segment, copies it (at most 64
@@ -167,13 +175,6 @@ static int method_allowed(const char *allow, const char *method) {
   for (const char *p = allow; (p = strstr(p, method)) != NULL; p += ml)
     if ((p == allow || p[-1] == ' ') && (p[ml] == ',' || p[ml] == '\0')) return 1;
   return 0;
-}
-
-static void not_built(struct tb_http_exchange *ex, const char *what) {
-  char detail[256];
-  snprintf(detail, sizeof detail,
-           "%s is part of the delivery engine, which this build does not have yet", what);
-  tb_http_respond_problem(ex, 501, "not-implemented", "Not implemented", detail, NULL);
 }
 
 void tb_api_handle(struct tb_http_exchange *ex, const struct tb_http_request *req, void *ud) {
@@ -217,10 +218,12 @@ void tb_api_handle(struct tb_http_exchange *ex, const struct tb_http_request *re
   case R_CASES: tb__api_cases_post(api, ex, req); return;
   case R_CASE: tb__api_cases_get(api, ex, seg); return;
   case R_EVENTS: tb__api_events_get(api, ex, req); return;
-  case R_CASE_WITHDRAW: not_built(ex, "withdrawing a case"); return;
-  case R_CASE_SUPPLEMENT: not_built(ex, "sending supplementary materials"); return;
-  case R_CASE_EVIDENCE: not_built(ex, "evidence of partner acknowledgements"); return;
-  case R_INBOUND: not_built(ex, "receiving partners' cases"); return;
-  case R_INBOUND_STATUS: not_built(ex, "notifying partners of their cases' status"); return;
+  case R_CASE_WITHDRAW: tb__api_cases_withdraw(api, ex, req, seg); return;
+  case R_CASE_SUPPLEMENT: tb__api_cases_supplement(api, ex, req, seg); return;
+  case R_CASE_EVIDENCE: tb__api_cases_evidence(api, ex, seg); return;
+  case R_ADMIN_DLQ: tb__api_admin_dead_letters(api, ex, req); return;
+  case R_ADMIN_REPLAY: tb__api_admin_replay(api, ex, req); return;
+  case R_INBOUND: tb__api_inbound_get(api, ex, seg); return;
+  case R_INBOUND_STATUS: tb__api_inbound_status(api, ex, req, seg); return;
   }
 }

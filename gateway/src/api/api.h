@@ -17,6 +17,7 @@
 #include "store/store.h"
 
 struct tb_metric;
+struct tb_delivery;
 struct tb_plugin_keys;
 struct tb_plugin_registry;
 
@@ -42,6 +43,7 @@ struct tb_api {
   const struct tb_plugin_keys *keys;    /* set by the caller, for /readyz; NULL: none loaded */
   const struct tb_plugin_registry *plugins; /* set by the caller, for /readyz; NULL: none */
   struct tb_api_metrics metrics;
+  struct tb_delivery *delivery;         /* set by the caller after start, for kicks; NULL: none */
   struct tb_api_waiter *waiters;        /* doubly linked list */
   int shutting_down;
 };
@@ -66,9 +68,26 @@ void tb__api_cases_get(struct tb_api *api, struct tb_http_exchange *ex, const ch
 void tb__api_events_get(struct tb_api *api, struct tb_http_exchange *ex,
                         const struct tb_http_request *req);
 void tb__api_events_on_commit(struct tb_api *api, int64_t last_seq);
+void tb__api_inbound_get(struct tb_api *api, struct tb_http_exchange *ex, const char *case_id);
+void tb__api_inbound_status(struct tb_api *api, struct tb_http_exchange *ex,
+                            const struct tb_http_request *req, const char *case_id);
 void tb__api_healthz(struct tb_api *api, struct tb_http_exchange *ex);
 void tb__api_readyz(struct tb_api *api, struct tb_http_exchange *ex);
 void tb__api_metrics(struct tb_api *api, struct tb_http_exchange *ex);
+
+/* New outbound work for partner was committed: wake the delivery engine
+ * (no-op without one). */
+void tb__api_kick(struct tb_api *api, const char *partner);
+
+void tb__api_cases_withdraw(struct tb_api *api, struct tb_http_exchange *ex,
+                            const struct tb_http_request *req, const char *case_id);
+void tb__api_cases_supplement(struct tb_api *api, struct tb_http_exchange *ex,
+                              const struct tb_http_request *req, const char *case_id);
+void tb__api_cases_evidence(struct tb_api *api, struct tb_http_exchange *ex, const char *case_id);
+void tb__api_admin_dead_letters(struct tb_api *api, struct tb_http_exchange *ex,
+                                const struct tb_http_request *req);
+void tb__api_admin_replay(struct tb_api *api, struct tb_http_exchange *ex,
+                          const struct tb_http_request *req);
 
 /* Constant-time check of "Authorization: Bearer <token>" against the
  * configured tokens; returns the client name or NULL. */

@@ -129,6 +129,7 @@ static void on_accepted(int rc, enum tb_store_accept_outcome outcome, const char
     tb_log_str(l, "partner", ctx->partner);
     tb_log_int(l, "seq", seq);
     tb_log_end(l);
+    tb__api_kick(ctx->api, ctx->partner); /* committed: the engine may claim it now */
   } else {
     struct tb_log_line *l = tb_log_begin(TB_LOG_INFO, "case.repeated");
     tb_log_str(l, "case_id", ctx->case_id);

@@ -694,3 +694,44 @@ int tb_case_validate(const json_t *doc, const struct tb_case_limits *lim,
                      struct tb_case_violations *out) {
   return tb_case_validate_at(doc, lim, (int64_t)time(NULL), out);
 }
+
+/* ---- supplement ----------------------------------------------------------- */
+
+static void check_supplement_materials(struct walk *w, const json_t *v, const json_t *parent) {
+  if (json_array_size(v) == 0) {
+    violate(w, "empty", "must list at least one material");
+    return;
+  }
+  check_materials(w, v, parent);
+}
+
+static const struct field supplement_fields[] = {
+    {"materials", J_ARRAY, F_REQUIRED, 0, check_supplement_materials},
+};
+static const struct object_spec supplement_spec = SPEC(supplement_fields, NULL);
+
+int tb_case_validate_supplement(const json_t *doc, const struct tb_case_limits *lim,
+                                struct tb_case_violations *out) {
+  if (out == NULL) return TB_EINVAL;
+  out->count = 0;
+  out->dropped = 0;
+  if (doc == NULL) return TB_EINVAL;
+  struct tb_case_limits defaults;
+  if (lim == NULL) {
+    tb_case_limits_default(&defaults);
+    lim = &defaults;
+  }
+  struct walk w;
+  memset(&w, 0, sizeof w);
+  w.lim = lim;
+  w.out = out;
+  w.today = tb_cst_today((int64_t)time(NULL));
+  if (!json_is_object(doc))
+    violate(&w, "type", "the body must be a JSON object {\"materials\": [...]}");
+  else
+    walk_object(&w, doc, &supplement_spec);
+  EVP_MD_CTX_free(w.md);
+  EVP_MD_free(w.sm3);
+  if (w.err != 0) return w.err;
+  return out->count + out->dropped > 0 ? TB_EVALIDATE : 0;
+}

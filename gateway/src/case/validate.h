@@ -84,6 +84,13 @@ struct tb_case_violations {
 int tb_case_validate(const json_t *doc, const struct tb_case_limits *lim,
                      struct tb_case_violations *out);
 
+/* The body of a supplement (补正), {"materials": [...]}: at least one
+ * material, each checked by exactly the rules of a case's materials[] (paths
+ * "materials[0].sm3", ...), the same count and size limits; no other field.
+ * Returns as tb_case_validate. */
+int tb_case_validate_supplement(const json_t *doc, const struct tb_case_limits *lim,
+                                struct tb_case_violations *out);
+
 /* Same, with "now" given as Unix seconds (tests, replays of stored cases). */
 int tb_case_validate_at(const json_t *doc, const struct tb_case_limits *lim, int64_t now_unix_s,
                         struct tb_case_violations *out);

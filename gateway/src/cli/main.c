@@ -11,6 +11,7 @@ static const char usage[] =
     "  serve -c FILE          run the gateway with the configuration FILE\n"
     "  check-config -c FILE   check a configuration file without starting\n"
     "  send [options] CASE... submit canonical case files to a running gateway\n"
+    "  dlq list|replay -c FILE  list or replay dead letters (undeliverable messages)\n"
     "  version                print the version and the library versions\n"
     "\n"
     "'tbgw <command> --help' describes each command.\n";
@@ -24,6 +25,7 @@ static const struct command commands[] = {
     {"serve", tb_cli_serve},
     {"check-config", tb_cli_check_config},
     {"send", tb_cli_send},
+    {"dlq", tb_cli_dlq},
     {"version", tb_cli_version},
 };
 

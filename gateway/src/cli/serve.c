@@ -24,6 +24,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "crypto/crypto.h"
+#include "delivery/engine.h"
+#include "inbound/inbound.h"
 #include "plugin/registry.h"
 #include "tbgw/error.h"
 
@@ -32,6 +34,9 @@ struct daemon {
   struct tb_config cfg;
   struct tb_store *store;
   struct tb_http_server *server;
+  struct tb_inbound *inbound;    /* partner listener; NULL without partner_api */
+  int listeners_open;            /* the store closes when this reaches 0 */
+  struct tb_delivery *delivery;  /* the delivery engine; counts as one "listener" at stop */
   struct tb_api api;
   struct tb_plugin_keys *keys;
   struct tb_plugin_registry *plugins;
@@ -56,11 +61,32 @@ static void on_store_closed(void *ud) {
   uv_close((uv_handle_t *)&d->sig_hup, on_signal_closed);
 }
 
+/* Both listeners drain their connections (their requests finish, store
+ * operations included) before the store is closed. */
+static void on_listener_closed(struct daemon *d) {
+  if (--d->listeners_open == 0) tb_store_close(d->store, on_store_closed, d);
+}
+
 static void on_server_closed(void *ud) {
   struct daemon *d = ud;
   d->server = NULL;
   d->api.server = NULL;
-  tb_store_close(d->store, on_store_closed, d);
+  on_listener_closed(d);
+}
+
+/* The delivery engine finished or parked its in-flight messages (their
+ * results are in the store's queue): it counts like a listener. */
+static void on_delivery_stopped(void *ud) {
+  struct daemon *d = ud;
+  d->delivery = NULL;
+  d->api.delivery = NULL;
+  on_listener_closed(d);
+}
+
+static void on_inbound_closed(void *ud) {
+  struct daemon *d = ud;
+  d->inbound = NULL;
+  on_listener_closed(d);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -74,7 +100,10 @@ static void on_signal(uv_signal_t *s, int signum) {
   tb_log_msg(TB_LOG_INFO, "gateway.stopping",
              "signal %d: no new connections; finishing in-flight requests", signum);
   tb_api_shutdown(&d->api);
+  d->listeners_open = 1 + (d->inbound != NULL) + (d->delivery != NULL);
+  if (d->delivery) tb_delivery_stop(d->delivery, on_delivery_stopped, d);
   tb_http_server_close(d->server, on_server_closed, d);
+  if (d->inbound) tb_inbound_close(d->inbound, on_inbound_closed, d);
 }
 
 /* Reloading the configuration and adapters on SIGHUP is not built yet (the
@@ -207,6 +236,34 @@ static int run(struct daemon *d) {
   d->api.server = d->server;
   d->api.keys = d->keys;
   d->api.plugins = d->plugins;
+
+  /* The partner listener (inbound/), after the local API. */
+  if (d->cfg.partner_api_set) {
+    struct tb_inbound_options io = {
+        .loop = &d->loop, .cfg = &d->cfg, .store = d->store, .plugins = d->plugins,
+        .workers = NULL, /* its own pool; share the delivery engine's once both exist */
+    };
+    rc = tb_inbound_start(&io, &d->inbound, err);
+    if (rc != 0) {
+      start_failed(err);
+      tb_http_server_close(d->server, NULL, NULL);
+      tb_store_close(d->store, NULL, NULL);
+      uv_run(&d->loop, UV_RUN_DEFAULT);
+      return 1;
+    }
+  }
+
+  /* The delivery engine last: it recovers, then claims what is due. */
+  rc = tb_delivery_start_registry(&d->loop, d->store, &d->cfg, d->plugins, &d->delivery, err);
+  if (rc != 0) {
+    start_failed(err);
+    tb_http_server_close(d->server, NULL, NULL);
+    if (d->inbound) tb_inbound_close(d->inbound, NULL, NULL);
+    tb_store_close(d->store, NULL, NULL);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    return 1;
+  }
+  d->api.delivery = d->delivery;
 
   uv_signal_init(&d->loop, &d->sig_term);
   uv_signal_init(&d->loop, &d->sig_int);

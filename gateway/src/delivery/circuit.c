@@ -59,6 +59,23 @@ int tb_circuit_failure(struct tb_circuit *c, int64_t now_ms) {
   return 0;
 }
 
+int tb_circuit_trip(struct tb_circuit *c, int64_t now_ms) {
+  /* An open period that has run out counts as half-open: this is the
+   * failed trial, so the next period is longer. */
+  if (c->state == TB_CIRCUIT_OPEN && now_ms >= c->open_until_ms) c->state = TB_CIRCUIT_HALF_OPEN;
+  if (c->state == TB_CIRCUIT_HALF_OPEN) {
+    tb_circuit_failure(c, now_ms);
+    return 0;
+  }
+  int was_closed = c->state == TB_CIRCUIT_CLOSED;
+  c->state = TB_CIRCUIT_OPEN;
+  c->open_until_ms = now_ms + c->open_ms;
+  c->probe_in_flight = 0;
+  return was_closed;
+}
+
+void tb_circuit_release(struct tb_circuit *c) { c->probe_in_flight = 0; }
+
 const char *tb_circuit_state_name(enum tb_circuit_state s) {
   switch (s) {
   case TB_CIRCUIT_CLOSED: return "closed";

@@ -45,6 +45,16 @@ void tb_circuit_success(struct tb_circuit *c);
  * the circuit (for logs and metrics). */
 int tb_circuit_failure(struct tb_circuit *c, int64_t now_ms);
 
+/* Opens the circuit now whatever its state (a connection probe found the
+ * partner unreachable): from half-open, or open with its period run out, the
+ * period doubles as after a failed probe message. Returns 1 if the circuit
+ * was closed (it has just opened). */
+int tb_circuit_trip(struct tb_circuit *c, int64_t now_ms);
+
+/* Gives back a half-open probe reservation that was not used (nothing was
+ * due to send as the probe). */
+void tb_circuit_release(struct tb_circuit *c);
+
 const char *tb_circuit_state_name(enum tb_circuit_state s);
 
 #endif
