@@ -59,6 +59,13 @@ Try, in another terminal:
 
   build/release/gateway/tbgw send -c examples/tbgw.json ../shared/samples/*.json
 
-Cases wait in 'queued': delivery to partners is not built yet (see README).
+A case is delivered to its demo partner within a second or so: GET it again
+to see status 'delivered' and the partner's receipt number. Make a partner
+send a status notification back (the case then moves to 'accepted'):
+
+  curl -s -XPOST 127.0.0.1:9643/send-status -H 'Content-Type: application/json' \\
+       -d '{"case_id":"430603-20240506-000123","status":"01"}'
+
+and watch the feed: curl -sS -H 'Authorization: Bearer ...' 'http://127.0.0.1:8080/v1/events?after=0'.
 MSG
 build/release/gateway/tbgw serve -c examples/tbgw.json

@@ -2,7 +2,10 @@
 
 `gateway_factory(config_overrides)` makes a Gateway on its own temporary
 directory (not started); `gw` is a started gateway with the default
-configuration. At teardown every gateway still running is stopped with
+configuration. `partners` starts the three demo mock partners (laizhou and
+zhaoyuan: lu-xml; wujiang: yue-json; mock_partners.py) on free ports;
+`delivery_gateway(delivery=..., per_partner=..., config=...)` makes a started
+gateway whose partners point at them, with short delivery timeouts. At teardown every gateway still running is stopped with
 SIGTERM and must exit 0, and every gateway's log must be clean JSON lines
 without sanitizer reports: a test that leaves the daemon broken fails.
 """
@@ -15,6 +18,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tbgw_harness as h  # noqa: E402
+import mock_partners as mp  # noqa: E402
 
 
 def pytest_configure(config):
@@ -51,3 +55,26 @@ def gateway_factory():
 @pytest.fixture
 def gw(gateway_factory):
     return gateway_factory()
+
+
+@pytest.fixture
+def partners():
+    """The three demo mock partners, started on free ports (mock_partners.py).
+    Their --gateway-url is the partner listener port delivery_gateway
+    configures (partners.partner_port)."""
+    ps = mp.start_partners()
+    yield ps
+    ps.close()
+
+
+@pytest.fixture
+def delivery_gateway(partners, gateway_factory):
+    """make(delivery=None, per_partner=None, config=None, start=True): a
+    gateway whose partners are the mocks of `partners`. Torn down before the
+    mocks (fixture order), so that its SIGTERM finds the partners up."""
+
+    def make(delivery=None, per_partner=None, config=None, start=True, name="dlv"):
+        cfg = h.merge(partners.config(delivery, per_partner), config or {})
+        return gateway_factory(cfg, start=start, name=name)
+
+    return make
