@@ -380,6 +380,12 @@ static void test_nonce_reuse_within_window_then_after(void **state) {
   int64_t before = rows_everywhere(f);
   open_store(f);
 
+  /* The exact same request again (same message id AND nonce): the signed
+   * headers are a replay, which the receiver sees before the body. */
+  m = status_msg("m-1", "nonce-A");
+  m.now_ms = T0 + 2000;
+  assert_int_equal(record(f, &m).outcome, TB_INBOUND_NONCE_REUSED);
+
   /* A new message id with the same nonce, inside the window: replay. */
   m = status_msg("m-2", "nonce-A");
   m.now_ms = T0 + 1000 + WINDOW - 1;

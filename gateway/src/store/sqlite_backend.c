@@ -1545,25 +1545,13 @@ static int sqlite_inbound_record(struct tb__store_backend *b, const struct tb_st
                    "denied, withdrawn or result_shipped)",
                    cid, m->partner);
 
-  /* (a) a message id seen before */
   sqlite3_stmt *s;
   int rc;
-  if (has_msgid) {
-    s = b->st[S_INMSG_GET];
-    sqlite3_bind_text(s, 1, m->partner, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, m->message_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-      (void)col_copy(s, 0, receipt, TB_STORE_RECEIPT_MAX, NULL); /* written by us: fits */
-      sqlite3_reset(s);
-      *outcome = TB_INBOUND_DUPLICATE;
-      return 0;
-    }
-    if (rc != SQLITE_DONE) return step_error(b, s, "cannot check the message id for case", cid, err);
-    sqlite3_reset(s);
-  }
-
-  /* (b) a nonce still within its window */
+  /* (a) a nonce still within its window. Checked before the message id:
+   * the nonce belongs to the request's signed headers, which a receiver
+   * checks before it looks at the body, so an exact replay of a request is
+   * a replay (yue-json 4012), while a partner's genuine retry (same message
+   * id, fresh nonce) is a duplicate (0001). */
   if (has_nonce) {
     s = b->st[S_NONCE_GET];
     sqlite3_bind_text(s, 1, m->partner, -1, SQLITE_STATIC);
@@ -1581,6 +1569,22 @@ static int sqlite_inbound_record(struct tb__store_backend *b, const struct tb_st
     } else {
       sqlite3_reset(s);
     }
+  }
+
+  /* (b) a message id seen before */
+  if (has_msgid) {
+    s = b->st[S_INMSG_GET];
+    sqlite3_bind_text(s, 1, m->partner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, m->message_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      (void)col_copy(s, 0, receipt, TB_STORE_RECEIPT_MAX, NULL); /* written by us: fits */
+      sqlite3_reset(s);
+      *outcome = TB_INBOUND_DUPLICATE;
+      return 0;
+    }
+    if (rc != SQLITE_DONE) return step_error(b, s, "cannot check the message id for case", cid, err);
+    sqlite3_reset(s);
   }
 
   /* (c) the case it is about */
