@@ -275,6 +275,20 @@ def test_metrics_are_valid_prometheus_text_with_exact_counts(gw):
     assert fams["tbgw_http_request_duration_seconds"]["type"] == "histogram"
     assert val("tbgw_http_request_duration_seconds_count", route="/v1/cases") == 8
 
+    # Queue gauges read from the store at scrape time: the test partners are
+    # unreachable, so every accepted case is still waiting for its partner.
+    assert fams["tbgw_queue_messages"]["type"] == "gauge"
+    for partner, n in (("laizhou", 2), ("zhaoyuan", 1), ("wujiang", 2)):
+        waiting = (val("tbgw_queue_messages", partner=partner, state="queued")
+                   + val("tbgw_queue_messages", partner=partner, state="sending"))
+        assert waiting == n, (partner, waiting)
+        assert val("tbgw_queue_messages", partner=partner, state="failed") == 0
+        assert 0 <= val("tbgw_queue_oldest_age_seconds", partner=partner) < 300
+    # Every configured key with a certificate reports its time to expiry.
+    expiry = [s for s in fams["tbgw_certificate_expiry_seconds"]["samples"]]
+    assert expiry, "no certificate expiry gauges"
+    assert all(v > 86400 for (_name, _labels, v) in expiry), expiry
+
     # Counters only grow, and a second scrape sees this scrape counted.
     r2 = gw.request("GET", "/metrics", token=None)
     fams2 = parse_prometheus(r2.body.decode("utf-8"))

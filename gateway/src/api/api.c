@@ -61,9 +61,20 @@ int tb_api_init(struct tb_api *api, uv_loop_t *loop, const struct tb_config *cfg
                                      "Store operations queued and not yet answered.", NULL, NULL);
   m->http_connections = tb_metric_gauge("tbgw_http_connections",
                                         "Open HTTP connections, by listener.", "listener", NULL);
+  m->queue_messages = tb_metric_gauge(
+      "tbgw_queue_messages",
+      "Outbound messages by partner and state (queued, sending, failed = dead letters).",
+      "partner", "state");
+  m->queue_oldest_age = tb_metric_gauge(
+      "tbgw_queue_oldest_age_seconds",
+      "Age of the oldest message still queued for a partner (0 when none is).", "partner", NULL);
+  m->cert_expiry = tb_metric_gauge(
+      "tbgw_certificate_expiry_seconds",
+      "Seconds until the certificate of each configured key expires (negative: expired).", "key",
+      NULL);
   if (!m->build_info || !m->http_requests || !m->http_duration || !m->cases_accepted ||
       !m->cases_refused || !m->store_commit || !m->store_batch || !m->store_pending ||
-      !m->http_connections)
+      !m->http_connections || !m->queue_messages || !m->queue_oldest_age || !m->cert_expiry)
     return tb_errf(err, TB_ENOMEM, "api: cannot register metrics: out of memory");
   tb_metric_set(m->build_info, TB_VERSION, NULL, 1);
   tb_store_on_commit(store, on_store_commit, api);

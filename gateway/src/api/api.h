@@ -31,6 +31,9 @@ struct tb_api_metrics {
   struct tb_metric *store_pending;      /* tbgw_store_pending_ops */
   struct tb_metric *http_connections;   /* tbgw_http_connections{listener} */
   struct tb_metric *build_info;         /* tbgw_build_info{version} */
+  struct tb_metric *queue_messages;     /* tbgw_queue_messages{partner,state} */
+  struct tb_metric *queue_oldest_age;   /* tbgw_queue_oldest_age_seconds{partner} */
+  struct tb_metric *cert_expiry;        /* tbgw_certificate_expiry_seconds{key} */
 };
 
 struct tb_api_waiter; /* a long-poll on the event feed */

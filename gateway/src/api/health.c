@@ -101,11 +101,12 @@ void tb__api_readyz(struct tb_api *api, struct tb_http_exchange *ex) {
   }
 }
 
-void tb__api_metrics(struct tb_api *api, struct tb_http_exchange *ex) {
-  tb_metric_set(api->metrics.store_pending, NULL, NULL, (double)tb_store_pending(api->store));
-  if (api->server)
-    tb_metric_set(api->metrics.http_connections, "local_api", NULL,
-                  (double)tb_http_server_connections(api->server));
+struct metrics_ctx {
+  struct tb_api *api;
+  struct tb_http_exchange *ex;
+};
+
+static void metrics_render_and_respond(struct tb_http_exchange *ex) {
   size_t len = 0;
   char *text = tb_metrics_render(&len);
   if (text == NULL) {
@@ -113,4 +114,61 @@ void tb__api_metrics(struct tb_api *api, struct tb_http_exchange *ex) {
     return;
   }
   tb_http_respond_owned(ex, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
+}
+
+/* Queue gauges are read from the store at scrape time (the counts are kept
+ * by triggers, so this is a few index probes), then everything renders. */
+static void on_queue_stats(int rc, const struct tb_store_queue_stat *stats, size_t n,
+                           const char *errmsg, void *ud) {
+  struct metrics_ctx *ctx = ud;
+  struct tb_api *api = ctx->api;
+  (void)errmsg;
+  if (rc == 0) {
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    /* Partners that never had a message still get their zeros. */
+    for (size_t i = 0; i < api->cfg->partner_count; i++) {
+      const char *p = api->cfg->partners[i].name;
+      tb_metric_set(api->metrics.queue_messages, p, "queued", 0);
+      tb_metric_set(api->metrics.queue_messages, p, "sending", 0);
+      tb_metric_set(api->metrics.queue_messages, p, "failed", 0);
+      tb_metric_set(api->metrics.queue_oldest_age, p, NULL, 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+      tb_metric_set(api->metrics.queue_messages, stats[i].partner, "queued",
+                    (double)stats[i].queued);
+      tb_metric_set(api->metrics.queue_messages, stats[i].partner, "sending",
+                    (double)stats[i].sending);
+      tb_metric_set(api->metrics.queue_messages, stats[i].partner, "failed",
+                    (double)stats[i].failed);
+      double age = stats[i].oldest_queued_ms > 0
+                       ? (double)(now_ms - stats[i].oldest_queued_ms) / 1000.0
+                       : 0.0;
+      tb_metric_set(api->metrics.queue_oldest_age, stats[i].partner, NULL, age > 0 ? age : 0);
+    }
+  }
+  metrics_render_and_respond(ctx->ex);
+  free(ctx);
+}
+
+void tb__api_metrics(struct tb_api *api, struct tb_http_exchange *ex) {
+  tb_metric_set(api->metrics.store_pending, NULL, NULL, (double)tb_store_pending(api->store));
+  if (api->server)
+    tb_metric_set(api->metrics.http_connections, "local_api", NULL,
+                  (double)tb_http_server_connections(api->server));
+  if (api->keys) {
+    int64_t now_s = (int64_t)time(NULL);
+    for (size_t i = 0; i < api->keys->count; i++)
+      if (api->keys->keys[i].not_after > 0)
+        tb_metric_set(api->metrics.cert_expiry, api->keys->keys[i].name, NULL,
+                      (double)(api->keys->keys[i].not_after - now_s));
+  }
+  struct metrics_ctx *ctx = malloc(sizeof *ctx);
+  if (ctx != NULL) {
+    ctx->api = api;
+    ctx->ex = ex;
+    if (tb_store_queue_stats(api->store, on_queue_stats, ctx) == 0) return;
+    free(ctx);
+  }
+  /* No store (closing) or no memory: the rest of the metrics still render. */
+  metrics_render_and_respond(ex);
 }
