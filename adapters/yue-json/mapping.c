@@ -346,7 +346,7 @@ static int enc_case(struct enc *e, const json_t *c) {
   if (!json_is_object(form)) return bad(e->err, "form", "must be an object");
   if (agent != NULL && !json_is_null(agent) && !json_is_object(agent))
     return bad(e->err, "agent", "must be an object or null");
-  int64_t accept_ms;
+  int64_t accept_ms = 0;
   if ((rc = enc_time(e, "accepted_at", accepted_at, &accept_ms))) return rc;
 
   struct yj_buf *b = e->out;
@@ -460,7 +460,7 @@ static int enc_status(struct enc *e, const json_t *c) {
   if (!is_express && (tracking || licence))
     return bad(e->err, tracking ? "tracking_no" : "licence_no",
                "is only sent with status result_shipped");
-  int64_t at_ms;
+  int64_t at_ms = 0;
   if ((rc = enc_time(e, "at", at, &at_ms))) return rc;
 
   struct yj_buf *b = e->out;
@@ -748,7 +748,7 @@ static int dec_case(struct dec *d, const json_t *o, struct yj_inbound_fields *f)
   static const char *const dkeys[] = {"mode", "receiver", "mobile", "address"};
   const char *code = NULL, *name = NULL, *accept_area = NULL, *handle_area = NULL, *remark = NULL, *receiver = NULL, *mobile = NULL, *address = NULL;
   size_t name_len, remark_len, recv_len, addr_len;
-  int64_t accept_ms;
+  int64_t accept_ms = 0;
   int rc;
   if ((rc = exact_keys(d, o, "$", keys, COUNT(keys))) || (rc = dec_apply_no(d, o, f)) ||
       (rc = d_str(d, o, "$", "matterCode", NOT_NULL, &code, NULL)) ||
@@ -894,7 +894,7 @@ static int dec_status(struct dec *d, const json_t *o, struct yj_inbound_fields *
                                      "supplementList", "expressNo", "licenseNo", "time"};
   const char *status = NULL, *opinion = NULL, *express = NULL, *license = NULL;
   size_t op_len, ex_len, li_len;
-  int64_t at_ms;
+  int64_t at_ms = 0;
   int rc;
   if ((rc = exact_keys(d, o, "$", keys, COUNT(keys))) || (rc = dec_apply_no(d, o, f)) ||
       (rc = dec_receipt_no(d, o, f)) ||
