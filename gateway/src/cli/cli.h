@@ -9,6 +9,7 @@ int tb_cli_serve(int argc, char **argv);
 int tb_cli_check_config(int argc, char **argv);
 int tb_cli_send(int argc, char **argv);
 int tb_cli_dlq(int argc, char **argv);
+int tb_cli_audit(int argc, char **argv);
 int tb_cli_version(int argc, char **argv);
 
 /* True if argv holds -h or --help. */

@@ -12,6 +12,7 @@ static const char usage[] =
     "  check-config -c FILE   check a configuration file without starting\n"
     "  send [options] CASE... submit canonical case files to a running gateway\n"
     "  dlq list|replay -c FILE  list or replay dead letters (undeliverable messages)\n"
+    "  audit verify FILE...   check an audit trail's hash chain; names the first bad record\n"
     "  version                print the version and the library versions\n"
     "\n"
     "'tbgw <command> --help' describes each command.\n";
@@ -26,6 +27,7 @@ static const struct command commands[] = {
     {"check-config", tb_cli_check_config},
     {"send", tb_cli_send},
     {"dlq", tb_cli_dlq},
+    {"audit", tb_cli_audit},
     {"version", tb_cli_version},
 };
 
