@@ -12,6 +12,9 @@ static const char usage[] =
     "  check-config -c FILE   check a configuration file without starting\n"
     "  send [options] CASE... submit canonical case files to a running gateway\n"
     "  dlq list|replay -c FILE  list or replay dead letters (undeliverable messages)\n"
+    "  cases list|show -c FILE  our cases and one case's history, from the store\n"
+    "  partners -c FILE       per partner: queue, last success and failure\n"
+    "  partner ping NAME -c FILE  DNS, TCP, TLS and client certificate check\n"
     "  audit verify FILE...   check an audit trail's hash chain; names the first bad record\n"
     "  version                print the version and the library versions\n"
     "\n"
@@ -28,6 +31,9 @@ static const struct command commands[] = {
     {"send", tb_cli_send},
     {"dlq", tb_cli_dlq},
     {"audit", tb_cli_audit},
+    {"cases", tb_cli_cases},
+    {"partners", tb_cli_partners},
+    {"partner", tb_cli_partner},
     {"version", tb_cli_version},
 };
 

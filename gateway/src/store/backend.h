@@ -113,6 +113,11 @@ struct tb__store_backend_vtable {
                        struct tb_store_evidence **out, size_t *n, char *err);
   int (*cases_list)(struct tb__store_backend *b, const struct tb_store_case_filter *f,
                     struct tb_store_case_view **out, size_t *n, char *err);
+  /* Operator read-outs (store.h); one malloc'd block each, NULL when empty. */
+  int (*outbox_list)(struct tb__store_backend *b, const char *case_id, int inbound,
+                     struct tb_store_outbox_row **out, size_t *n, char *err);
+  int (*partner_activity)(struct tb__store_backend *b, struct tb_store_partner_activity **out,
+                          size_t *n, char *err);
 };
 
 extern const struct tb__store_backend_vtable tb__store_sqlite;

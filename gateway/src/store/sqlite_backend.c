@@ -421,7 +421,28 @@ static const char *const migrations[][TB__MIGRATION_PARTS] = {
   X(CASES_BY_PARTNER,                                                                   \
     "SELECT case_id, partner, origin_region, target_region, status, receipt_no,"        \
     " last_error, created_ms, updated_ms FROM cases INDEXED BY cases_partner"           \
-    " WHERE partner = ?2 AND updated_ms >= ?3 ORDER BY updated_ms DESC LIMIT ?4")
+    " WHERE partner = ?2 AND updated_ms >= ?3 ORDER BY updated_ms DESC LIMIT ?4")        \
+  X(OB_CASE_LIST,                                                                       \
+    "SELECT id, case_id, inbound, partner, msg_type, message_id, state, attempts,"      \
+    " last_code, last_error, created_ms, updated_ms FROM outbox INDEXED BY outbox_case" \
+    " WHERE case_id = ?1 AND inbound = ?2 ORDER BY id")                                 \
+  /* Last success: the newest delivered message among the newest ?1 rows (a rowid   \
+   * range, so the scan is bounded). Last failure: live rows only (outbox_live),     \
+   * since delivery clears last_error; 'sending' is left out because its           \
+   * updated_ms is the claim, not the failure. */                                    \
+  X(PARTNER_ACTIVITY,                                                                   \
+    "SELECT p.partner, coalesce(ok.updated_ms, 0), coalesce(f.updated_ms, 0),"          \
+    " f.last_code, f.last_error"                                                        \
+    " FROM (SELECT DISTINCT partner FROM outbox_counts) AS p"                           \
+    " LEFT JOIN outbox AS ok ON ok.id = (SELECT o.id FROM outbox AS o"                  \
+    "  WHERE o.partner = p.partner AND o.state = 'delivered'"                           \
+    "  AND o.id > (SELECT coalesce(max(id), 0) FROM outbox) - ?1"                       \
+    "  ORDER BY o.id DESC LIMIT 1)"                                                     \
+    " LEFT JOIN outbox AS f ON f.id = (SELECT o.id FROM outbox AS o INDEXED BY outbox_live" \
+    "  WHERE o.partner = p.partner AND o.state IN ('queued', 'failed')"                 \
+    "  AND o.state <> 'delivered' AND o.last_error IS NOT NULL"                         \
+    "  ORDER BY o.updated_ms DESC, o.id DESC LIMIT 1)"                                  \
+    " ORDER BY p.partner")
 
 enum {
 #define TB__STMT_ENUM(name, sql) S_##name,
@@ -1887,6 +1908,100 @@ static int sqlite_cases_list(struct tb__store_backend *b, const struct tb_store_
   return 0;
 }
 
+static const size_t outbox_row_ptrs[] = {
+    offsetof(struct tb_store_outbox_row, case_id),
+    offsetof(struct tb_store_outbox_row, partner),
+    offsetof(struct tb_store_outbox_row, message_id),
+    offsetof(struct tb_store_outbox_row, state),
+    offsetof(struct tb_store_outbox_row, last_code),
+    offsetof(struct tb_store_outbox_row, last_error),
+};
+
+static int sqlite_outbox_list(struct tb__store_backend *b, const char *case_id, int inbound,
+                              struct tb_store_outbox_row **out, size_t *n, char *err) {
+  *out = NULL;
+  *n = 0;
+  struct tb__res_builder *rb = &b->rb;
+  tb__res_reset(rb);
+  sqlite3_stmt *s = b->st[S_OB_CASE_LIST];
+  sqlite3_bind_text(s, 1, case_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int(s, 2, inbound ? 1 : 0);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    struct tb_store_outbox_row *r = tb__res_row(rb, sizeof *r);
+    if (r == NULL) break;
+    r->outbox_id = sqlite3_column_int64(s, 0);
+    set_col(rb, r, offsetof(struct tb_store_outbox_row, case_id), s, 1);
+    r->inbound = sqlite3_column_int(s, 2);
+    set_col(rb, r, offsetof(struct tb_store_outbox_row, partner), s, 3);
+    r->msg_type = tb__store_msg_type_parse((const char *)sqlite3_column_text(s, 4));
+    set_col(rb, r, offsetof(struct tb_store_outbox_row, message_id), s, 5);
+    set_col(rb, r, offsetof(struct tb_store_outbox_row, state), s, 6);
+    r->attempts = (uint32_t)sqlite3_column_int64(s, 7);
+    set_col(rb, r, offsetof(struct tb_store_outbox_row, last_code), s, 8);
+    set_col(rb, r, offsetof(struct tb_store_outbox_row, last_error), s, 9);
+    r->created_ms = sqlite3_column_int64(s, 10);
+    r->updated_ms = sqlite3_column_int64(s, 11);
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return step_error(b, s, "cannot read the messages of case", case_id, err);
+  sqlite3_reset(s);
+  static const struct tb__res_shape shape = {
+      .head_rows = TB__RES_NONE,
+      .head_nrows = TB__RES_NONE,
+      .row_size = sizeof(struct tb_store_outbox_row),
+      .row_ptrs = outbox_row_ptrs,
+      .n_row_ptrs = sizeof outbox_row_ptrs / sizeof outbox_row_ptrs[0],
+  };
+  void *blk;
+  if (tb__res_finish(rb, &shape, &blk, n) != 0)
+    return tb_errf(err, TB_ENOMEM, "store: messages of case '%s': out of memory", case_id);
+  *out = blk;
+  return 0;
+}
+
+static const size_t activity_ptrs[] = {
+    offsetof(struct tb_store_partner_activity, partner),
+    offsetof(struct tb_store_partner_activity, last_failure_code),
+    offsetof(struct tb_store_partner_activity, last_failure_error),
+};
+
+static int sqlite_partner_activity(struct tb__store_backend *b,
+                                   struct tb_store_partner_activity **out, size_t *n,
+                                   char *err) {
+  *out = NULL;
+  *n = 0;
+  struct tb__res_builder *rb = &b->rb;
+  tb__res_reset(rb);
+  sqlite3_stmt *s = b->st[S_PARTNER_ACTIVITY];
+  sqlite3_bind_int64(s, 1, TB_STORE_ACTIVITY_WINDOW);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    struct tb_store_partner_activity *a = tb__res_row(rb, sizeof *a);
+    if (a == NULL) break;
+    set_col(rb, a, offsetof(struct tb_store_partner_activity, partner), s, 0);
+    a->last_delivered_ms = sqlite3_column_int64(s, 1);
+    a->last_failure_ms = sqlite3_column_int64(s, 2);
+    set_col(rb, a, offsetof(struct tb_store_partner_activity, last_failure_code), s, 3);
+    set_col(rb, a, offsetof(struct tb_store_partner_activity, last_failure_error), s, 4);
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return step_error(b, s, "cannot read", "partner activity", err);
+  sqlite3_reset(s);
+  static const struct tb__res_shape shape = {
+      .head_rows = TB__RES_NONE,
+      .head_nrows = TB__RES_NONE,
+      .row_size = sizeof(struct tb_store_partner_activity),
+      .row_ptrs = activity_ptrs,
+      .n_row_ptrs = sizeof activity_ptrs / sizeof activity_ptrs[0],
+  };
+  void *blk;
+  if (tb__res_finish(rb, &shape, &blk, n) != 0)
+    return tb_errf(err, TB_ENOMEM, "store: partner activity: out of memory");
+  *out = blk;
+  return 0;
+}
+
 const struct tb__store_backend_vtable tb__store_sqlite = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -1913,4 +2028,6 @@ const struct tb__store_backend_vtable tb__store_sqlite = {
     .inbound_get = sqlite_inbound_get,
     .evidence_list = sqlite_evidence_list,
     .cases_list = sqlite_cases_list,
+    .outbox_list = sqlite_outbox_list,
+    .partner_activity = sqlite_partner_activity,
 };

@@ -54,6 +54,8 @@ enum op_kind {
   OP_INBOUND_GET,
   OP_EVIDENCE_LIST,
   OP_CASES_LIST,
+  OP_OUTBOX_LIST,
+  OP_PARTNER_ACTIVITY,
 };
 
 struct tb__store_op {
@@ -76,6 +78,8 @@ struct tb__store_op {
     tb_store_inbound_view_cb inbound_get;
     tb_store_evidence_cb evidence;
     tb_store_cases_cb cases;
+    tb_store_outbox_rows_cb outbox_rows;
+    tb_store_activity_cb activity;
   } cb;
   union {
     struct {
@@ -85,6 +89,7 @@ struct tb__store_op {
     } accept;
     struct {
       const char *case_id;
+      int inbound; /* outbox_list */
     } get;
     struct {
       int64_t after;
@@ -275,6 +280,19 @@ static int run_op(struct tb_store *st, struct tb__store_op *op) {
     op->result = c;
     return rc;
   }
+  case OP_OUTBOX_LIST: {
+    struct tb_store_outbox_row *r = NULL;
+    int rc = be->outbox_list(st->b, op->u.get.case_id, op->u.get.inbound, &r, &op->n,
+                             op->errmsg);
+    op->result = r;
+    return rc;
+  }
+  case OP_PARTNER_ACTIVITY: {
+    struct tb_store_partner_activity *a = NULL;
+    int rc = be->partner_activity(st->b, &a, &op->n, op->errmsg);
+    op->result = a;
+    return rc;
+  }
   }
   return tb_errf(op->errmsg, TB_EINTERNAL, "store: unknown operation kind %d", (int)op->kind);
 }
@@ -443,6 +461,12 @@ static void complete(struct tb_store *st, struct tb__store_op *op) {
     break;
   case OP_CASES_LIST:
     op->cb.cases(op->rc, op->rc ? NULL : op->result, op->rc ? 0 : op->n, msg, op->ud);
+    break;
+  case OP_OUTBOX_LIST:
+    op->cb.outbox_rows(op->rc, op->rc ? NULL : op->result, op->rc ? 0 : op->n, msg, op->ud);
+    break;
+  case OP_PARTNER_ACTIVITY:
+    op->cb.activity(op->rc, op->rc ? NULL : op->result, op->rc ? 0 : op->n, msg, op->ud);
     break;
   }
   (void)st;
@@ -921,4 +945,27 @@ void tb_store_on_commit(struct tb_store *st, tb_store_commit_fn fn, void *ud) {
 
 size_t tb_store_pending(const struct tb_store *st) {
   return st->pending;
+}
+
+int tb_store_outbox_list(struct tb_store *st, const char *case_id, int inbound,
+                         tb_store_outbox_rows_cb cb, void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL) return TB_EINVAL;
+  struct tb__store_op *op;
+  int rc = queue_case_read(OP_OUTBOX_LIST, case_id, &op, ud);
+  if (rc != 0) return rc;
+  op->u.get.inbound = inbound ? 1 : 0;
+  op->cb.outbox_rows = cb;
+  enqueue(st, op);
+  return 0;
+}
+
+int tb_store_partner_activity(struct tb_store *st, tb_store_activity_cb cb, void *ud) {
+  if (st->closing) return TB_ECLOSED;
+  if (cb == NULL) return TB_EINVAL;
+  struct tb__store_op *op = op_new(OP_PARTNER_ACTIVITY, 0, ud);
+  if (op == NULL) return TB_ENOMEM;
+  op->cb.activity = cb;
+  enqueue(st, op);
+  return 0;
 }

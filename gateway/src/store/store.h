@@ -505,4 +505,49 @@ typedef void (*tb_store_cases_cb)(int rc, const struct tb_store_case_view *cases
 int tb_store_cases_list(struct tb_store *st, const struct tb_store_case_filter *f,
                         tb_store_cases_cb cb, void *ud);
 
+/* ---- operator read-outs (tbgw cases show, tbgw partners) -------------------- */
+
+struct tb_store_outbox_row {
+  int64_t outbox_id;
+  const char *case_id;
+  int inbound;               /* as in struct tb_store_claimed */
+  const char *partner;
+  enum tb_msg_type msg_type;
+  const char *message_id;
+  const char *state;         /* "queued", "sending", "delivered", "failed" */
+  uint32_t attempts;
+  const char *last_code;     /* NULL if none */
+  const char *last_error;    /* NULL if none (cleared on delivery) */
+  int64_t created_ms;
+  int64_t updated_ms;        /* delivered: when; failed: when it failed */
+};
+
+/* Every outbound message of one of our cases (inbound = 0) or of a partner's
+ * case (inbound = 1), in queue order; rows is NULL when n == 0 (an unknown
+ * case is simply n == 0). One probe of the outbox_case index. */
+typedef void (*tb_store_outbox_rows_cb)(int rc, const struct tb_store_outbox_row *rows, size_t n,
+                                        const char *errmsg, void *ud);
+int tb_store_outbox_list(struct tb_store *st, const char *case_id, int inbound,
+                         tb_store_outbox_rows_cb cb, void *ud);
+
+/* How far back tb_store_partner_activity looks for a delivered message:
+ * the newest this many outbox rows (a bounded scan: the reader briefly
+ * holds the write lock, and a running gateway must not wait on it). */
+#define TB_STORE_ACTIVITY_WINDOW 100000
+
+struct tb_store_partner_activity {
+  const char *partner;
+  int64_t last_delivered_ms; /* delivery time of the newest delivered message among the
+                                newest TB_STORE_ACTIVITY_WINDOW messages; 0 if none */
+  int64_t last_failure_ms;   /* most recent failed attempt of a message still queued or
+                                dead-lettered (delivery clears it); 0 if none */
+  const char *last_failure_code;  /* that attempt's code; NULL if none */
+  const char *last_failure_error; /* and its text; NULL if none */
+};
+
+/* One row per partner that ever had a message, by partner name. */
+typedef void (*tb_store_activity_cb)(int rc, const struct tb_store_partner_activity *rows,
+                                     size_t n, const char *errmsg, void *ud);
+int tb_store_partner_activity(struct tb_store *st, tb_store_activity_cb cb, void *ud);
+
 #endif
