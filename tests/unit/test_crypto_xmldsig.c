@@ -13,6 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "../crypto/testutil.h"
 #include "crypto/crypto.h"
 #include "crypto/keystore.h"
@@ -62,6 +65,30 @@ static int setup(void **state) {
   if (tu_setup_dir("xmldsig") != 0) return -1;
   const char *root = getenv("TB_REPO_ROOT");
   if (tu_run("bash %s/certs/make-dev-pki.sh %s", root ? root : ".", pki("")) != 0) return -1;
+  /* An unrelated "public" CA that this machine trusts the way a distribution
+   * trusts its root store, and a signing certificate from it that claims to
+   * be laizhou's signer. OpenSSL's default verify paths
+   * (X509_STORE_set_default_paths) honour SSL_CERT_FILE / SSL_CERT_DIR, so
+   * they are pointed at this CA for the whole run, before the first verify. */
+  const char *r = pki("rogue");
+  if (tu_run("mkdir -p %s && cd %s && "
+             "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ca.key && "
+             "openssl req -x509 -new -key ca.key -sha256 -days 3650 "
+             "-subj '/O=Public Trust Services/CN=Public Root CA R1' "
+             "-addext basicConstraints=critical,CA:TRUE "
+             "-addext keyUsage=critical,keyCertSign,cRLSign -out ca.pem && "
+             "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sign-rsa.key && "
+             "openssl req -new -key sign-rsa.key -subj '/O=tongban-gateway dev/CN=laizhou 370683 "
+             "signer' -out sign-rsa.csr && "
+             "printf 'basicConstraints=CA:FALSE\\nkeyUsage=critical,digitalSignature\\n' >ext && "
+             "openssl x509 -req -in sign-rsa.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-days 365 -sha256 -extfile ext -out sign-rsa.pem && "
+             "mkdir -p sysdir && cp ca.pem sysdir/ && openssl rehash sysdir",
+             r, r) != 0)
+    return -1;
+  if (setenv("SSL_CERT_FILE", pki("rogue/ca.pem"), 1) != 0 ||
+      setenv("SSL_CERT_DIR", pki("rogue/sysdir"), 1) != 0)
+    return -1;
   if (tb_crypto_global_init(err) != 0 || tb_keystore_new(&ks, err) != 0) {
     fprintf(stderr, "%s\n", err);
     return -1;
@@ -307,6 +334,93 @@ static void test_certificate_must_chain_and_be_current(void **state) {
   free(x);
 }
 
+/* A certificate that chains to a CA the SYSTEM trusts (see setup) but not to
+ * the partner's CA must not verify: only the named bundle is trusted. */
+static void test_system_trusted_ca_is_not_trusted(void **state) {
+  (void)state;
+  char err[TB_ERRMSG_MAX] = "";
+  size_t n;
+  /* control: a default-paths store (what xmlsec's X509 store starts from)
+   * does trust the rogue signer here */
+  X509_STORE *sys = X509_STORE_new();
+  assert_non_null(sys);
+  assert_int_equal(X509_STORE_set_default_paths(sys), 1);
+  FILE *f = fopen(pki("rogue/sign-rsa.pem"), "r");
+  assert_non_null(f);
+  X509 *leaf = PEM_read_X509(f, NULL, NULL, NULL);
+  fclose(f);
+  assert_non_null(leaf);
+  X509_STORE_CTX *sc = X509_STORE_CTX_new();
+  assert_non_null(sc);
+  assert_int_equal(X509_STORE_CTX_init(sc, sys, leaf, NULL), 1);
+  assert_int_equal(X509_verify_cert(sc), 1);
+  X509_STORE_CTX_free(sc);
+  X509_free(leaf);
+  X509_STORE_free(sys);
+
+  unsigned char *x = cli_sign(RSA_SHA256, "", "rogue/x", "rogue", &n);
+  /* control: xmlsec1 with its default keys manager (system trust) accepts it */
+  assert_int_equal(tu_run("xmlsec1 --verify %s", tu_path("rogue.signed.xml")), 0);
+  /* we do not, whichever CA is named */
+  assert_int_equal(verify("lz-ca", x, n, err), TB_EAUTH);
+  assert_non_null(strstr(err, "certificate"));
+  assert_int_equal(verify("gw-ca", x, n, err), TB_EAUTH);
+  assert_int_equal(verify("zy-ca", x, n, err), TB_EAUTH);
+  free(x);
+}
+
+/* KeyInfo may carry intermediates next to the signer, but exactly one
+ * end-entity certificate: the signer is never ambiguous. */
+static void test_keyinfo_extra_certificates(void **state) {
+  (void)state;
+  char err[TB_ERRMSG_MAX] = "";
+  size_t n, pl;
+  unsigned char *x = cli_sign(RSA_SHA256, "", "partners/laizhou/x", "extra", &n);
+  static const char *const extra[] = {"partners/laizhou/ca.pem", "rogue/ca.pem"};
+  for (int i = 0; i < 2; i++) {
+    char *pem = (char *)tu_read(pki(extra[i]), &pl);
+    assert_non_null(pem);
+    char *b = strstr(pem, "-----\n") + 6, *e = strstr(b, "-----END");
+    char add[4096];
+    snprintf(add, sizeof add, "</ds:X509Certificate><ds:X509Certificate>%.*s</ds:X509Certificate>",
+             (int)(e - b), b);
+    char *t = replace((char *)x, n, "</ds:X509Certificate>", add);
+    int rc = verify("lz-ca", t, strlen(t), err);
+    if (i == 0 && rc != 0) fail_msg("with the CA certificate: %s", err);
+    if (i == 1) {
+      assert_int_equal(rc, TB_EAUTH);
+      assert_non_null(strstr(err, "end-entity"));
+    }
+    free(t);
+    free(pem);
+  }
+  free(x);
+}
+
+/* Cost of one verification (printed; nothing asserted about time). Runs
+ * with the real system trust store, as production does. */
+static void test_verify_cost(void **state) {
+  (void)state;
+  char err[TB_ERRMSG_MAX] = "", file[512], dir[512];
+  size_t n;
+  unsigned char *x = sign_msg("gw-sign", &n);
+  snprintf(file, sizeof file, "%s", getenv("SSL_CERT_FILE"));
+  snprintf(dir, sizeof dir, "%s", getenv("SSL_CERT_DIR"));
+  unsetenv("SSL_CERT_FILE");
+  unsetenv("SSL_CERT_DIR");
+  enum { N = 100 };
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < N; i++)
+    if (verify("gw-ca", x, n, err) != 0) fail_msg("%s", err);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double us = ((double)(b.tv_sec - a.tv_sec) * 1e6 + (double)(b.tv_nsec - a.tv_nsec) / 1e3) / N;
+  printf("xmldsig: %.0f us per verify (%d runs, %zu-byte document)\n", us, N, n);
+  setenv("SSL_CERT_FILE", file, 1);
+  setenv("SSL_CERT_DIR", dir, 1);
+  free(x);
+}
+
 static void test_sign_refuses_unsuitable_keys_and_documents(void **state) {
   (void)state;
   char err[TB_ERRMSG_MAX] = "";
@@ -437,6 +551,9 @@ int main(void) {
       cmocka_unit_test(test_refuses_other_algorithms_and_references),
       cmocka_unit_test(test_signature_must_be_single_and_last),
       cmocka_unit_test(test_certificate_must_chain_and_be_current),
+      cmocka_unit_test(test_system_trusted_ca_is_not_trusted),
+      cmocka_unit_test(test_keyinfo_extra_certificates),
+      cmocka_unit_test(test_verify_cost),
       cmocka_unit_test(test_sign_refuses_unsuitable_keys_and_documents),
       cmocka_unit_test(test_refuses_doctype_entities_and_bombs),
       cmocka_unit_test(test_concurrent_sign_and_verify),

@@ -27,6 +27,10 @@ struct tb_key {
 struct tb_ca {
   char *name;
   STACK_OF(X509) *certs; /* at least one */
+  /* Built once at load: exactly these certificates, no default paths, no
+   * lookups (nothing is ever read from the system). Read-only afterwards,
+   * so any thread may pass it to X509_STORE_CTX_init/X509_verify_cert. */
+  X509_STORE *store;
 };
 
 /* Lookups; TB_ENOTFOUND with a message naming what is missing. */

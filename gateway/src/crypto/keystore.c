@@ -275,6 +275,7 @@ static void ca_free(struct tb_ca *ca) {
   if (ca == NULL) return;
   free(ca->name);
   sk_X509_pop_free(ca->certs, X509_free);
+  X509_STORE_free(ca->store);
   free(ca);
 }
 
@@ -499,6 +500,21 @@ int tb_keystore_add_ca(struct tb_keystore *ks, const char *name, const char *pem
   if (sk_X509_num(ca->certs) == 0) {
     rc = tb_errf(err, TB_EPARSE, "%s: %s holds no PEM certificate", what, pem_file);
     goto done;
+  }
+  /* The trust store for this CA alone: X509_STORE_new() has no lookups;
+   * X509_STORE_set_default_paths/load_locations are never called. */
+  if ((ca->store = X509_STORE_new()) == NULL) {
+    rc = tb_errf(err, TB_ENOMEM, "%s: out of memory", what);
+    goto done;
+  }
+  for (int i = 0; i < sk_X509_num(ca->certs); i++) {
+    if (X509_STORE_add_cert(ca->store, sk_X509_value(ca->certs, i)) != 1) {
+      char msg[TB_ERRMSG_MAX / 2];
+      snprintf(msg, sizeof msg, "%s: %s: certificate %d cannot be added to the trust store",
+               what, pem_file, i + 1);
+      rc = tb__ossl_err(err, TB_EPARSE, msg);
+      goto done;
+    }
   }
   if (grow((void **)&ks->cas, &ks->cap_cas, ks->ncas) != 0) {
     rc = tb_errf(err, TB_ENOMEM, "%s: out of memory", what);

@@ -2,8 +2,17 @@
  * Enveloped XML-DSig for lu-xml through xmlsec1 (OpenSSL backend), and the
  * hardened XML parser every untrusted document goes through. The profile
  * check (profile_check) is ours and runs before xmlsec, so a refusal names
- * the exact rule; xmlsec is then restricted to the same algorithms, the
- * empty URI and X509 key data, so nothing slips past in case the two differ.
+ * the exact rule; xmlsec is then restricted to the same algorithms and the
+ * empty URI, so nothing slips past in case the two differ.
+ *
+ * Trust is ours too. xmlsec's OpenSSL X509 store (what a keys manager from
+ * xmlSecCryptoAppDefaultKeysMngrInit holds) starts from
+ * X509_STORE_set_default_paths(): it would trust every system root CA next
+ * to the partner's, and it re-reads the system bundle on every call. So
+ * verification uses no keys manager: we parse the KeyInfo certificates,
+ * pick the signer, verify it against the named CA's own store (built once
+ * at keystore load, nothing but the bundle) and hand xmlsec that
+ * certificate's public key as the only key it may use.
  */
 #include "crypto/xmldsig.h"
 
@@ -18,9 +27,10 @@
 #include <libxml/SAX2.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <xmlsec/base64.h>
 #include <xmlsec/crypto.h>
 #include <xmlsec/errors.h>
-#include <xmlsec/keysmngr.h>
 #include <xmlsec/openssl/evp.h>
 #include <xmlsec/openssl/x509.h>
 #include <xmlsec/templates.h>
@@ -417,24 +427,144 @@ static void signer_info(X509 *cert, struct tb_xmldsig_signer *s) {
   ERR_clear_error();
 }
 
-static xmlSecKeysMngrPtr trust_mngr(const struct tb_ca *ca, char *err) {
-  xmlSecKeysMngrPtr mngr = xmlSecKeysMngrCreate();
-  if (mngr == NULL || xmlSecCryptoAppDefaultKeysMngrInit(mngr) < 0) goto fail;
-  xmlSecKeyDataStorePtr store = xmlSecKeysMngrGetDataStore(mngr, xmlSecOpenSSLX509StoreId);
-  if (store == NULL) goto fail;
-  for (int i = 0; i < sk_X509_num(ca->certs); i++) {
-    X509 *c = X509_dup(sk_X509_value(ca->certs, i));
-    if (c == NULL || xmlSecOpenSSLX509StoreAdoptCert(store, c, xmlSecKeyDataTypeTrusted) < 0) {
-      X509_free(c);
-      goto fail;
+#define MAX_KEYINFO_CERTS 8
+
+/* Every KeyInfo/X509Data/X509Certificate, parsed (base64 with whitespace,
+ * then DER that must be exactly one certificate). */
+static int keyinfo_certs(xmlNodePtr sig, STACK_OF(X509) **out, char *err) {
+  xmlNodePtr ki = next_el(next_el(first_el(sig->children))); /* profile_check */
+  STACK_OF(X509) *certs = sk_X509_new_null();
+  if (certs == NULL) return tb_errf(err, TB_ENOMEM, "XML-DSig: out of memory");
+  int rc = 0;
+  for (xmlNodePtr x = first_el(ki->children); rc == 0 && x != NULL; x = next_el(x)) {
+    for (xmlNodePtr c = first_el(x->children); rc == 0 && c != NULL; c = next_el(c)) {
+      if (!is_dsig(c, "X509Certificate")) continue;
+      if (sk_X509_num(certs) == MAX_KEYINFO_CERTS) {
+        rc = tb_errf(err, TB_EAUTH, "XML-DSig: more than %d certificates in KeyInfo",
+                     MAX_KEYINFO_CERTS);
+        break;
+      }
+      xmlChar *b64 = xmlNodeGetContent(c);
+      xmlSecSize dl = 0;
+      X509 *cert = NULL;
+      if (b64 != NULL && xmlSecBase64DecodeInPlace(b64, &dl) == 0 && dl > 0) {
+        const unsigned char *p = b64;
+        cert = d2i_X509(NULL, &p, (long)dl);
+        if (cert != NULL && p != b64 + dl) { /* trailing bytes */
+          X509_free(cert);
+          cert = NULL;
+        }
+      }
+      xmlFree(b64);
+      if (cert == NULL) {
+        rc = tb_errf(err, TB_EAUTH, "XML-DSig: KeyInfo X509Certificate %d is not a certificate",
+                     sk_X509_num(certs) + 1);
+      } else if (sk_X509_push(certs, cert) <= 0) {
+        X509_free(cert);
+        rc = tb_errf(err, TB_ENOMEM, "XML-DSig: out of memory");
+      }
     }
   }
-  return mngr;
+  if (rc == 0 && sk_X509_num(certs) == 0)
+    rc = tb_errf(err, TB_EAUTH, "XML-DSig: KeyInfo/X509Data/X509Certificate is missing");
+  if (rc != 0) {
+    sk_X509_pop_free(certs, X509_free);
+    ERR_clear_error();
+    return rc;
+  }
+  *out = certs;
+  return 0;
+}
+
+/* The signer: the one certificate in KeyInfo that issued none of the others
+ * (the rest may be intermediates). Several end-entity certificates would
+ * make the signer ambiguous: refused. */
+static int pick_signer(STACK_OF(X509) *certs, X509 **signer, char *err) {
+  int n = sk_X509_num(certs), leaves = 0;
+  *signer = NULL;
+  for (int i = 0; i < n; i++) {
+    X509 *c = sk_X509_value(certs, i);
+    int issuer = 0;
+    for (int j = 0; j < n && !issuer; j++)
+      issuer = j != i && X509_check_issued(c, sk_X509_value(certs, j)) == X509_V_OK;
+    if (!issuer) {
+      leaves++;
+      *signer = c;
+    }
+  }
+  ERR_clear_error();
+  if (leaves != 1) {
+    *signer = NULL;
+    return tb_errf(err, TB_EAUTH,
+                   "XML-DSig: KeyInfo holds %d end-entity certificates; exactly one (the "
+                   "signer's) is allowed", leaves);
+  }
+  return 0;
+}
+
+/*
+ * The trust decision, entirely ours: the signer certificate must chain to a
+ * certificate of the named bundle — the bundle's prebuilt store, which
+ * holds nothing else and never reads default paths — with the other KeyInfo
+ * certificates as untrusted intermediates, every certificate of the chain
+ * valid at `at` (0: now). Any bundle certificate is a trust anchor
+ * (PARTIAL_CHAIN), so a bundle holding only the partner's issuing
+ * intermediate works. No purpose/EKU restriction (purpose "any").
+ */
+static int check_chain(const struct tb_ca *ca, X509 *signer, STACK_OF(X509) *certs, int64_t at,
+                       char *err) {
+  X509_STORE_CTX *xsc = X509_STORE_CTX_new();
+  if (xsc == NULL || X509_STORE_CTX_init(xsc, ca->store, signer, certs) != 1 ||
+      X509_STORE_CTX_set_purpose(xsc, X509_PURPOSE_ANY) != 1) {
+    X509_STORE_CTX_free(xsc);
+    return tb__ossl_err(err, TB_ECRYPTO, "XML-DSig: cannot set up certificate verification");
+  }
+  X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(xsc);
+  X509_VERIFY_PARAM_set_flags(vp, X509_V_FLAG_PARTIAL_CHAIN);
+  X509_VERIFY_PARAM_set_depth(vp, 9);
+  if (at != 0) X509_STORE_CTX_set_time(xsc, 0, (time_t)at);
+  int rc = 0;
+  if (X509_verify_cert(xsc) != 1) {
+    int e = X509_STORE_CTX_get_error(xsc);
+    char subject[256];
+    X509 *bad = X509_STORE_CTX_get_current_cert(xsc);
+    tb__x509_name_text(X509_get_subject_name(bad ? bad : signer), subject, sizeof subject);
+    rc = tb_errf(err, TB_EAUTH,
+                 "XML-DSig: signer certificate not trusted by CA \"%s\": %s (depth %d, %s)",
+                 ca->name, X509_verify_cert_error_string(e),
+                 X509_STORE_CTX_get_error_depth(xsc), subject);
+  }
+  X509_STORE_CTX_free(xsc);
+  ERR_clear_error();
+  return rc;
+}
+
+/* xmlsec's verification key: the signer certificate's public key, nothing
+ * else (no keys manager, so KeyInfo is never resolved by xmlsec). */
+static int make_verify_key(X509 *signer, xmlSecKeyPtr *out, char *err) {
+  *out = NULL;
+  EVP_PKEY *pub = X509_get_pubkey(signer);
+  if (pub == NULL || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA) {
+    EVP_PKEY_free(pub);
+    ERR_clear_error();
+    return tb_errf(err, TB_EAUTH, "XML-DSig: the signer certificate does not hold an RSA key");
+  }
+  xmlSecKeyDataPtr val = xmlSecOpenSSLEvpKeyAdopt(pub);
+  if (val == NULL) {
+    EVP_PKEY_free(pub);
+    goto fail;
+  }
+  xmlSecKeyPtr key = xmlSecKeyCreate();
+  if (key == NULL || xmlSecKeySetValue(key, val) < 0) {
+    if (key != NULL) xmlSecKeyDestroy(key);
+    xmlSecKeyDataDestroy(val);
+    goto fail;
+  }
+  *out = key;
+  return 0;
 fail:
-  if (mngr != NULL) xmlSecKeysMngrDestroy(mngr);
-  tb_errf(err, TB_ECRYPTO, "XML-DSig: cannot set up CA \"%s\": %s", ca->name,
-          xmlsec_detail());
-  return NULL;
+  return tb_errf(err, TB_ECRYPTO, "XML-DSig: cannot prepare the verification key: %s",
+                 xmlsec_detail());
 }
 
 int tb_xmldsig_verify(const struct tb_keystore *ks, const char *ca_name, const void *xml,
@@ -456,36 +586,37 @@ int tb_xmldsig_verify(const struct tb_keystore *ks, const char *ca_name, const v
     return rc;
   }
 
-  xmlsec_reset();
+  /* 1. Trust: which certificate signed, and does the named CA vouch for it.
+   * Nothing but ca->store is consulted: no system roots, no default paths. */
+  STACK_OF(X509) *certs = NULL;
+  X509 *cert = NULL;
   xmlSecDSigCtxPtr dsig = NULL;
-  xmlSecKeysMngrPtr mngr = trust_mngr(ca, err);
-  if (mngr == NULL) {
-    rc = TB_ECRYPTO;
+  xmlSecKeyPtr key = NULL;
+  if ((rc = keyinfo_certs(sig, &certs, err)) != 0 || (rc = pick_signer(certs, &cert, err)) != 0 ||
+      (rc = check_chain(ca, cert, certs, opts ? opts->at_time : 0, err)) != 0)
     goto done;
-  }
-  dsig = xmlSecDSigCtxCreate(mngr);
+
+  /* 2. The signature, by xmlsec, with exactly that certificate's key. */
+  xmlsec_reset();
+  if ((rc = make_verify_key(cert, &key, err)) != 0) goto done;
+  dsig = xmlSecDSigCtxCreate(NULL); /* no keys manager: no X509 store at all */
   if (dsig == NULL) {
+    xmlSecKeyDestroy(key);
     rc = tb_errf(err, TB_ENOMEM, "XML-DSig: cannot create a context");
     goto done;
   }
+  dsig->signKey = key; /* owned by dsig from here; KeyInfo is not resolved */
   /* Belt and braces behind profile_check: xmlsec itself accepts nothing else. */
   dsig->enabledReferenceUris = xmlSecTransformUriTypeEmpty;
   if (xmlSecDSigCtxEnableSignatureTransform(dsig, xmlSecTransformExclC14NId) < 0 ||
       xmlSecDSigCtxEnableSignatureTransform(dsig, xmlSecTransformRsaSha256Id) < 0 ||
       xmlSecDSigCtxEnableReferenceTransform(dsig, xmlSecTransformEnvelopedId) < 0 ||
       xmlSecDSigCtxEnableReferenceTransform(dsig, xmlSecTransformExclC14NId) < 0 ||
-      xmlSecDSigCtxEnableReferenceTransform(dsig, xmlSecTransformSha256Id) < 0 ||
-      xmlSecPtrListAdd(&dsig->keyInfoReadCtx.enabledKeyData,
-                       (xmlSecPtr)xmlSecOpenSSLKeyDataX509Id) < 0) {
+      xmlSecDSigCtxEnableReferenceTransform(dsig, xmlSecTransformSha256Id) < 0) {
     rc = tb_errf(err, TB_ECRYPTO, "XML-DSig: cannot restrict the context: %s",
                  xmlsec_detail());
     goto done;
   }
-  /* The key can only come from a certificate that chains to the CA (the
-   * manager holds no keys), checked at this time. */
-  dsig->keyInfoReadCtx.flags |= XMLSEC_KEYINFO_FLAGS_X509DATA_STOP_ON_INVALID_CERT;
-  dsig->keyInfoReadCtx.certsVerificationTime = opts && opts->at_time ? (time_t)opts->at_time : 0;
-
   if (xmlSecDSigCtxVerify(dsig, sig) < 0) {
     rc = tb_errf(err, TB_EAUTH, "XML-DSig: verification failed: %s", xmlsec_detail());
     goto done;
@@ -496,18 +627,20 @@ int tb_xmldsig_verify(const struct tb_keystore *ks, const char *ca_name, const v
                  "or wrong key)%s%s", xmlsec_have ? ": " : "", xmlsec_have ? xmlsec_first : "");
     goto done;
   }
-  xmlSecKeyDataPtr x509 = dsig->signKey ? xmlSecKeyGetData(dsig->signKey,
-                                                           xmlSecOpenSSLKeyDataX509Id)
-                                        : NULL;
-  X509 *cert = x509 ? xmlSecOpenSSLKeyDataX509GetKeyCert(x509) : NULL;
-  if (cert == NULL) {
-    rc = tb_errf(err, TB_EAUTH, "XML-DSig: the key did not come from a verified certificate");
+  /* 3. The key xmlsec verified with is the one we gave it, and it is the
+   * checked certificate's public key (cheap; guards against any future
+   * xmlsec behaviour that would resolve KeyInfo on its own). */
+  xmlSecKeyDataPtr val = dsig->signKey == key ? xmlSecKeyGetValue(dsig->signKey) : NULL;
+  EVP_PKEY *used = val ? xmlSecOpenSSLEvpKeyDataGetEvp(val) : NULL;
+  if (used == NULL || EVP_PKEY_eq(used, X509_get0_pubkey(cert)) != 1) {
+    rc = tb_errf(err, TB_EAUTH,
+                 "XML-DSig: the signature was not verified with the signer certificate's key");
     goto done;
   }
   if (signer != NULL) signer_info(cert, signer);
 done:
   if (dsig != NULL) xmlSecDSigCtxDestroy(dsig);
-  if (mngr != NULL) xmlSecKeysMngrDestroy(mngr);
+  sk_X509_pop_free(certs, X509_free);
   ERR_clear_error();
   if (rc == 0 && doc_out != NULL) {
     *doc_out = doc;

@@ -16,9 +16,10 @@
  * an entity bomb is never expanded. Size and depth are capped.
  *
  * Threads: tb_crypto_global_init() must have run. After that any thread may
- * call these functions on its own documents (xmlsec and OpenSSL keep no
- * shared mutable state per operation; each call builds its own keys manager
- * and DSig context). A document must not be used by two threads at once.
+ * call these functions on its own documents (each call builds its own DSig
+ * context; verification shares only the CA's read-only X509_STORE, built
+ * when the keystore loaded it). A document must not be used by two threads
+ * at once.
  */
 #ifndef TB_CRYPTO_XMLDSIG_H
 #define TB_CRYPTO_XMLDSIG_H
@@ -79,9 +80,13 @@ struct tb_xmldsig_signer {
 
 /*
  * Verifies a signed document against the CA bundle named ca_name (in the
- * keystore): the certificate in KeyInfo must chain to it and be valid at
- * opts->at_time. Returns 0 only if the one signature is valid and covers
- * the whole document. TB_EAUTH for every signature problem (missing,
+ * keystore): the signer certificate in KeyInfo must chain to a certificate
+ * of that bundle — and to nothing else: no system or default trust store is
+ * ever consulted — with every certificate of the chain valid at
+ * opts->at_time. KeyInfo may add intermediates but must hold exactly one
+ * end-entity (signer) certificate, and the signature is checked with that
+ * certificate's RSA key only. Returns 0 only if the one signature is valid
+ * and covers the whole document. TB_EAUTH for every signature problem (missing,
  * misplaced, duplicated, wrong algorithms, untrusted or expired certificate,
  * digest or signature mismatch) — the adapter answers these with its
  * "signature invalid" code; err says which. TB_EPARSE / TB_ELIMIT for input
