@@ -22,7 +22,7 @@ static int setup_keys(void **state) {
                tu_path("rsa.key"));
   rc |= tu_run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out %s",
                tu_path("rsa1024.key"));
-  /* traditional ("BEGIN RSA PRIVATE KEY") form of the same key */
+  /* traditional (PKCS#1 "RSA PRIVATE KEY" PEM) form of the same key */
   rc |= tu_run("openssl pkey -in %s -traditional -out %s", tu_path("rsa.key"),
                tu_path("rsa-trad.key"));
   rc |= tu_run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out %s",

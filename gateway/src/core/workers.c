@@ -29,7 +29,7 @@ struct tb_workers {
   uv_async_t async;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  struct fifo todo, finished;
+  struct fifo waiting, finished;
   pthread_t *threads;
   size_t nthreads;
   size_t pending; /* loop thread's count: submitted, done not yet run */
@@ -58,8 +58,8 @@ static void *worker_main(void *arg) {
   struct tb_workers *w = arg;
   pthread_mutex_lock(&w->mu);
   for (;;) {
-    while (w->todo.head == NULL && !w->stopping) pthread_cond_wait(&w->cv, &w->mu);
-    struct job *j = fifo_pop(&w->todo);
+    while (w->waiting.head == NULL && !w->stopping) pthread_cond_wait(&w->cv, &w->mu);
+    struct job *j = fifo_pop(&w->waiting);
     if (j == NULL) break; /* stopping and nothing left for us */
     pthread_mutex_unlock(&w->mu);
     j->work(j->ud);
@@ -124,7 +124,7 @@ int tb_workers_submit(struct tb_workers *w, tb_work_fn work, tb_work_done_fn don
     free(j);
     return TB_ECLOSED;
   }
-  fifo_push(&w->todo, j);
+  fifo_push(&w->waiting, j);
   w->pending++;
   pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&w->mu);
@@ -149,7 +149,7 @@ void tb_workers_close(struct tb_workers *w, void (*on_closed)(void *ud), void *u
   w->stopping = 1;
   /* Queued jobs never start: they go straight to the loop as cancelled. */
   struct job *j;
-  while ((j = fifo_pop(&w->todo)) != NULL) {
+  while ((j = fifo_pop(&w->waiting)) != NULL) {
     j->cancelled = 1;
     fifo_push(&w->finished, j);
   }
