@@ -519,7 +519,7 @@ static void test_unknown_keys_are_refused(void **state) {
   (void)state;
   expect_mutation("loglevel", "\"info\"",
                   "loglevel: unknown key (allowed here: node, local_api, partner_api, cases, "
-                  "store, log, keys, adapters, partners)");
+                  "store, log, keys, adapters, partners, audit)");
   expect_mutation("local_api.limits.max_body", "1",
                   "local_api.limits.max_body: unknown key (allowed here: max_header_bytes, "
                   "max_header_count, max_body_bytes, max_connections, max_pipeline_bytes)");
@@ -566,7 +566,7 @@ static void test_all_problems_reported_in_document_order(void **state) {
       "partners[2].regions[0]: \"370683\" is served by both \"laizhou\" (partners[0]) and "
       "\"laizhou\" (partners[2]); a region can have only one partner",
       "extra: unknown key (allowed here: node, local_api, partner_api, cases, store, log, "
-      "keys, adapters, partners)",
+      "keys, adapters, partners, audit)",
       "adapters.dir: missing (3 partner(s) are configured: their adapters are loaded from this "
       "directory, e.g. \"../build/release/adapters\")",
   };

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "api/api.h"
+#include "audit/audit.h"
 #include "core/log.h"
 #include "core/timefmt.h"
 #include "http/problem.h"
@@ -26,6 +27,7 @@ struct admin_ctx {
   struct tb_http_exchange *ex;
   char case_id[65];
   char partner[33];
+  char actor[80]; /* "api:<client>", for the audit trail */
 };
 
 static void respond_unavailable(struct tb_http_exchange *ex, int rc) {
@@ -151,6 +153,15 @@ static void on_replayed(int rc, size_t count, const char *errmsg, void *ud) {
   tb_log_int(l, "messages", (int64_t)count);
   tb_log_str(l, "via", "api");
   tb_log_end(l);
+  if (ctx->api->audit) {
+    /* target: the case id, "partner:P", or both joined by a comma */
+    char target[112], err[TB_ERRMSG_MAX] = "";
+    snprintf(target, sizeof target, "%s%s%s%s", ctx->case_id,
+             ctx->case_id[0] && ctx->partner[0] ? "," : "", ctx->partner[0] ? "partner:" : "",
+             ctx->partner);
+    if (tb_audit_log_dlq_replay(ctx->api->audit, ctx->actor, target, (long long)count, err) != 0)
+      tb_audit_note_failure(TB_AUDIT_EV_DLQ_REPLAY, err);
+  }
   /* A case's dead letters may belong to any partner: wake them all. */
   if (count > 0) tb__api_kick(ctx->api, ctx->partner[0] ? ctx->partner : NULL);
   json_t *o = json_pack("{s:I}", "replayed", (json_int_t)count);
@@ -201,6 +212,8 @@ void tb__api_admin_replay(struct tb_api *api, struct tb_http_exchange *ex,
   }
   ctx->api = api;
   ctx->ex = ex;
+  const char *client = tb__api_authenticate(api, req);
+  snprintf(ctx->actor, sizeof ctx->actor, "api:%.70s", client ? client : "?");
   if (cs) snprintf(ctx->case_id, sizeof ctx->case_id, "%s", cs);
   if (ps) snprintf(ctx->partner, sizeof ctx->partner, "%s", ps);
   json_decref(doc);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit/audit.h"
 #include "core/metrics.h"
 #include "delivery/engine.h"
 #include "http/problem.h"
@@ -26,6 +27,15 @@ static void on_store_commit(int64_t last_seq, size_t batch_ops, uint64_t commit_
   tb_metric_observe(api->metrics.store_commit, NULL, (double)commit_ns / 1e9);
   tb_metric_observe(api->metrics.store_batch, NULL, (double)batch_ops);
   tb__api_events_on_commit(api, last_seq);
+  /* The audit trail rides the group commit: what was appended before this
+   * batch's commit is written with one write + one fdatasync. The store has
+   * one hook, so it is called from here (not tb_audit_on_store_commit). */
+  if (api->audit) {
+    char err[TB_ERRMSG_MAX] = "";
+    if (tb_audit_flush(api->audit, err) != 0)
+      tb_log_msg(TB_LOG_ERROR, "audit.flush_failed",
+                 "%s (the records stay buffered and are written at the next flush)", err);
+  }
 }
 
 int tb_api_init(struct tb_api *api, uv_loop_t *loop, const struct tb_config *cfg,

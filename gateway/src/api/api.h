@@ -20,6 +20,7 @@ struct tb_metric;
 struct tb_delivery;
 struct tb_plugin_keys;
 struct tb_plugin_registry;
+struct tb_audit;
 
 struct tb_api_metrics {
   struct tb_metric *http_requests;      /* tbgw_http_requests_total{route,status} */
@@ -47,6 +48,7 @@ struct tb_api {
   const struct tb_plugin_registry *plugins; /* set by the caller, for /readyz; NULL: none */
   struct tb_api_metrics metrics;
   struct tb_delivery *delivery;         /* set by the caller after start, for kicks; NULL: none */
+  struct tb_audit *audit;               /* set by the caller after init; NULL: no audit trail */
   struct tb_api_waiter *waiters;        /* doubly linked list */
   int shutting_down;
 };

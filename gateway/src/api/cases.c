@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "api/api.h"
+#include "audit/audit.h"
 #include "case/validate.h"
 #include "core/log.h"
 #include "core/mask.h"
@@ -33,6 +34,10 @@ struct accept_ctx {
   struct tb_http_exchange *ex;
   char case_id[65];
   char partner[33];
+  /* for the audit record (masked there); empty without an audit trail */
+  char actor[80];
+  char subject_id[72];
+  char subject_name[256];
 };
 
 static void refuse(struct tb_api *api, const char *reason) {
@@ -129,6 +134,15 @@ static void on_accepted(int rc, enum tb_store_accept_outcome outcome, const char
     tb_log_str(l, "partner", ctx->partner);
     tb_log_int(l, "seq", seq);
     tb_log_end(l);
+    /* Appended after this batch's commit hook ran: the next commit (or the
+     * daemon's 1 s audit timer) writes it. */
+    if (ctx->api->audit) {
+      char aerr[TB_ERRMSG_MAX] = "";
+      if (tb_audit_log_case_accepted(ctx->api->audit, ctx->actor, ctx->case_id, ctx->partner,
+                                     ctx->subject_id[0] ? ctx->subject_id : NULL,
+                                     ctx->subject_name[0] ? ctx->subject_name : NULL, aerr) != 0)
+        tb_audit_note_failure(TB_AUDIT_EV_CASE_ACCEPTED, aerr);
+    }
     tb__api_kick(ctx->api, ctx->partner); /* committed: the engine may claim it now */
   } else {
     struct tb_log_line *l = tb_log_begin(TB_LOG_INFO, "case.repeated");
@@ -250,6 +264,15 @@ void tb__api_cases_post(struct tb_api *api, struct tb_http_exchange *ex,
   ctx->ex = ex;
   snprintf(ctx->case_id, sizeof ctx->case_id, "%s", case_id);
   snprintf(ctx->partner, sizeof ctx->partner, "%s", partner->name);
+  if (api->audit) {
+    const char *client = tb__api_authenticate(api, req);
+    const json_t *app = json_object_get(doc, "applicant");
+    const char *sid = json_string_value(json_object_get(app, "id_number"));
+    const char *sname = json_string_value(json_object_get(app, "name"));
+    snprintf(ctx->actor, sizeof ctx->actor, "api:%.70s", client ? client : "?");
+    snprintf(ctx->subject_id, sizeof ctx->subject_id, "%s", sid ? sid : "");
+    snprintf(ctx->subject_name, sizeof ctx->subject_name, "%s", sname ? sname : "");
+  }
   struct tb_store_case_new c = {
       .case_id = case_id,
       .partner = partner->name,

@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/log.h"
 #include "crypto/crypto.h"
 #include "tbgw/error.h"
 
@@ -166,6 +167,18 @@ int tb_audit_log_config_reload(struct tb_audit *a, const char *actor, const char
 /* key.loaded: key name, algorithm name, fingerprint (hex, may be NULL). */
 int tb_audit_log_key_loaded(struct tb_audit *a, const char *key_name, const char *alg,
                             const char *fingerprint, char *err);
+
+/* For the daemon's call sites: an event that could not be appended is logged
+ * ("audit.append_failed", level error) and the work it describes goes on —
+ * the gateway prefers availability to audit completeness (docs/audit.md). */
+static inline void tb_audit_note_failure(const char *event, const char *err) {
+  struct tb_log_line *l = tb_log_begin(TB_LOG_ERROR, "audit.append_failed");
+  tb_log_str(l, "audit_event", event);
+  tb_log_str(l, "error", err && *err ? err : "unknown error");
+  tb_log_str(l, "action", "the event is missing from the audit trail; check the audit "
+                          "file's disk, then 'tbgw audit verify'");
+  tb_log_end(l);
+}
 
 /* ---- verifier ----------------------------------------------------------- */
 

@@ -1,12 +1,14 @@
 /*
  * tbgw serve: the daemon. Start-up order is config → log → crypto → keys →
  * adapters (one library per adapter name, one instance per partner) →
- * store → API → listener; any failure stops start-up with exit status 1, a
+ * store → audit trail → API → listener; any failure stops start-up with exit status 1, a
  * "gateway.start_failed" log line and the reason on stderr. Shutdown
  * (SIGTERM/SIGINT) runs it backwards: stop accepting, answer parked
  * long-polls, let in-flight requests finish (their store operations
  * complete), flush and close the store, then finish the adapter instances,
- * unload the libraries and free the keys.
+ * unload the libraries and free the keys. The audit trail (optional, section
+ * "audit") is flushed by the store's commit hook (api.c) and by a 1 s timer,
+ * and closed after the store, logging its last hash.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -40,6 +43,9 @@ struct daemon {
   struct tb_api api;
   struct tb_plugin_keys *keys;
   struct tb_plugin_registry *plugins;
+  struct tb_audit *audit;        /* NULL: no "audit" section */
+  uv_timer_t audit_timer;        /* flushes records no store commit carried */
+  int audit_timer_on;
   int crypto_ready;
   uv_signal_t sig_term, sig_int, sig_hup;
   int stopping;
@@ -59,6 +65,8 @@ static void on_store_closed(void *ud) {
   uv_close((uv_handle_t *)&d->sig_term, on_signal_closed);
   uv_close((uv_handle_t *)&d->sig_int, on_signal_closed);
   uv_close((uv_handle_t *)&d->sig_hup, on_signal_closed);
+  if (d->audit_timer_on) uv_close((uv_handle_t *)&d->audit_timer, on_signal_closed);
+  d->audit_timer_on = 0;
 }
 
 /* Both listeners drain their connections (their requests finish, store
@@ -200,6 +208,68 @@ static void unload_partner_side(struct daemon *d) {
   d->crypto_ready = 0;
 }
 
+/* ---- audit trail --------------------------------------------------------- */
+
+/* Records appended outside a store batch (after its commit hook ran, or with
+ * no store operation at all) reach the disk within a second; a flush with
+ * nothing buffered makes no system call. */
+static void on_audit_timer(uv_timer_t *t) {
+  struct daemon *d = t->data;
+  char err[TB_ERRMSG_MAX] = "";
+  if (tb_audit_flush(d->audit, err) != 0)
+    tb_log_msg(TB_LOG_ERROR, "audit.flush_failed", "%s (the records stay buffered and are "
+               "written at the next flush)", err);
+}
+
+static int open_audit(struct daemon *d, char *err) {
+  if (d->cfg.audit_path == NULL) {
+    tb_log_msg(TB_LOG_WARN, "audit.disabled",
+               "no \"audit\" section in the configuration: security events are not recorded "
+               "in a tamper-evident audit trail");
+    return 0;
+  }
+  struct tb_audit_options ao = {.rotate_bytes = d->cfg.audit_rotate_bytes};
+  char why[TB_ERRMSG_MAX] = "";
+  int rc = tb_audit_open(d->cfg.audit_path, &ao, &d->audit, why);
+  if (rc != 0)
+    return tb_errf(err, rc, "audit.path %s: %s", d->cfg.audit_path, why[0] ? why : tb_strerror(rc));
+  struct tb_log_line *l = tb_log_begin(TB_LOG_INFO, "audit.opened");
+  tb_log_str(l, "path", d->cfg.audit_path);
+  tb_log_int(l, "last_seq", tb_audit_last_seq(d->audit));
+  tb_log_str(l, "last_hash", tb_audit_last_hash(d->audit));
+  tb_log_int(l, "rotate_bytes", (int64_t)d->cfg.audit_rotate_bytes);
+  tb_log_end(l);
+  for (size_t i = 0; i < d->keys->count; i++) {
+    const struct tb_plugin_key *k = &d->keys->keys[i];
+    if (tb_audit_log_key_loaded(d->audit, k->name, k->kind, k->fingerprint, why) != 0)
+      tb_audit_note_failure(TB_AUDIT_EV_KEY_LOADED, why);
+  }
+  if (tb_audit_flush(d->audit, why) != 0)
+    tb_log_msg(TB_LOG_ERROR, "audit.flush_failed", "%s", why);
+  return 0;
+}
+
+/* After the loop ended, i.e. after the store closed: the last flush, and the
+ * chain head operators keep elsewhere to detect a truncation. */
+static void close_audit(struct daemon *d) {
+  if (d->audit == NULL) return;
+  char err[TB_ERRMSG_MAX] = "", hash[TB_DIGEST_HEX_LEN];
+  int64_t seq = tb_audit_last_seq(d->audit);
+  snprintf(hash, sizeof hash, "%s", tb_audit_last_hash(d->audit));
+  int rc = tb_audit_close(d->audit, err);
+  d->audit = NULL;
+  struct tb_log_line *l = tb_log_begin(rc == 0 ? TB_LOG_INFO : TB_LOG_ERROR,
+                                       rc == 0 ? "audit.closed" : "audit.close_failed");
+  tb_log_str(l, "path", d->cfg.audit_path);
+  tb_log_int(l, "last_seq", seq);
+  tb_log_str(l, "last_hash", hash);
+  if (rc != 0) tb_log_str(l, "error", err);
+  tb_log_str(l, "action", rc == 0 ? "keep last_seq/last_hash off this machine: they detect a "
+                                    "truncated audit trail ('tbgw audit verify --expect-prev')"
+                                  : "the last records may be missing; run 'tbgw audit verify'");
+  tb_log_end(l);
+}
+
 static int run(struct daemon *d) {
   char err[TB_ERRMSG_MAX] = "";
   int rc = load_partner_side(d, err);
@@ -213,7 +283,9 @@ static int run(struct daemon *d) {
     uv_run(&d->loop, UV_RUN_DEFAULT); /* lets a half-opened store free its handles */
     return 1;
   }
-  rc = tb_api_init(&d->api, &d->loop, &d->cfg, d->store, err);
+  rc = open_audit(d, err);
+  if (rc == 0) rc = tb_api_init(&d->api, &d->loop, &d->cfg, d->store, err);
+  d->api.audit = d->audit;
   if (rc == 0) {
     struct tb_http_server_config sc = {
         .name = "local_api",
@@ -242,6 +314,7 @@ static int run(struct daemon *d) {
     struct tb_inbound_options io = {
         .loop = &d->loop, .cfg = &d->cfg, .store = d->store, .plugins = d->plugins,
         .workers = NULL, /* its own pool; share the delivery engine's once both exist */
+        .audit = d->audit,
     };
     rc = tb_inbound_start(&io, &d->inbound, err);
     if (rc != 0) {
@@ -254,7 +327,8 @@ static int run(struct daemon *d) {
   }
 
   /* The delivery engine last: it recovers, then claims what is due. */
-  rc = tb_delivery_start_registry(&d->loop, d->store, &d->cfg, d->plugins, &d->delivery, err);
+  rc = tb_delivery_start_registry(&d->loop, d->store, &d->cfg, d->plugins, d->audit,
+                                  &d->delivery, err);
   if (rc != 0) {
     start_failed(err);
     tb_http_server_close(d->server, NULL, NULL);
@@ -272,6 +346,12 @@ static int run(struct daemon *d) {
   uv_signal_start(&d->sig_hup, on_sighup, SIGHUP);
   uv_signal_start(&d->sig_term, on_signal, SIGTERM);
   uv_signal_start(&d->sig_int, on_signal, SIGINT);
+  if (d->audit) {
+    uv_timer_init(&d->loop, &d->audit_timer);
+    d->audit_timer.data = d;
+    uv_timer_start(&d->audit_timer, on_audit_timer, 1000, 1000);
+    d->audit_timer_on = 1;
+  }
 
   struct tb_log_line *l = tb_log_begin(TB_LOG_INFO, "gateway.started");
   tb_log_str(l, "version", TB_VERSION);
@@ -321,6 +401,7 @@ int tb_cli_serve(int argc, char **argv) {
   tb_log_setup(d->log_fd, (enum tb_log_level)d->cfg.log_level);
   uv_loop_init(&d->loop);
   rc = run(d);
+  close_audit(d); /* every path of run() ends after the store closed */
   if (uv_loop_close(&d->loop) != 0)
     tb_log_msg(TB_LOG_WARN, "gateway.unclean_exit", "handles were still open at exit");
   /* After the loop: nothing can reach an adapter or a key any more. */

@@ -839,6 +839,27 @@ static void check_adapters(struct ctx *c, json_t *v, const struct field *f) {
   walk_object(c, v, adapters_fields, NFIELDS(adapters_fields), 0);
 }
 
+/* ---- audit ----------------------------------------------------------- */
+
+static void check_audit_path(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  c->cfg->audit_path = get_path(c, v);
+}
+
+static const struct field audit_fields[] = {
+    {"path", check_audit_path, "the audit trail file, e.g. \"var/audit.log\"", 0, 0, NULL, 0, NUM_NONE},
+    INT_FIELD("rotate_bytes", audit_rotate_bytes, NUM_U64, 0, 1024 * GiB, "0 (never) .. 1 TiB"),
+};
+
+static void check_audit(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  if (!json_is_object(v)) {
+    expected(c, "an object", v);
+    return;
+  }
+  walk_object(c, v, audit_fields, NFIELDS(audit_fields), 0);
+}
+
 /* ---- keys ------------------------------------------------------------ */
 
 static const char *const key_kinds[] = {"rsa", "ec-p256", "ed25519", "sm2", "ca"};
@@ -1319,6 +1340,7 @@ static const struct field root_fields[] = {
     {"keys", check_keys, NULL, 0, 0, NULL, 0, NUM_NONE},
     {"adapters", check_adapters, NULL, 0, 0, NULL, 0, NUM_NONE},
     {"partners", check_partners, NULL, 0, 0, NULL, 0, NUM_NONE},
+    {"audit", check_audit, NULL, 0, 0, NULL, 0, NUM_NONE},
 };
 
 /* Base64 makes materials 4/3 larger; 1 MiB covers the rest of a case (its
@@ -1370,6 +1392,7 @@ static void set_defaults(struct tb_config *cfg) {
   cfg->events_max_wait_s = 60;
   cfg->log_level = TB_LOG_INFO;
   tb_http_limits_default(&cfg->partner_api_limits);
+  cfg->audit_rotate_bytes = 256 * (uint64_t)MiB;
 }
 
 /* Defaults that are strings are filled in after the walk, once we know the
@@ -1422,10 +1445,11 @@ static int load_text(const char *text, size_t len, const char *base_dir, const c
   set_defaults(out);
   if (abs_path != NULL) out->path = dup_str(&c, abs_path);
 
-  if (!json_is_object(root))
+  if (!json_is_object(root)) {
     expected(&c, "an object", root);
-  else
+  } else {
     walk_object(&c, root, root_fields, NFIELDS(root_fields), 0);
+  }
 
   if (!c.oom) cross_check_limits(&c);
   if (!c.oom && json_is_object(root)) cross_check_adapters_dir(&c, root);
@@ -1563,6 +1587,7 @@ void tb_config_free(struct tb_config *cfg) {
   free(cfg->store_path);
   free(cfg->log_file);
   free(cfg->adapters_dir);
+  free(cfg->audit_path);
   for (size_t i = 0; i < cfg->key_count; i++) {
     struct tb_config_key *k = &cfg->keys[i];
     free(k->name);

@@ -95,6 +95,11 @@ struct tb_config {
   char *adapters_dir;                /* adapters.dir; NULL when not configured (only
                                         allowed without partners) */
 
+  /* audit: the tamper-evident audit trail (audit/audit.h). audit_path is NULL
+   * when the section is absent (no audit trail). */
+  char *audit_path;                  /* audit.path, resolved */
+  uint64_t audit_rotate_bytes;       /* audit.rotate_bytes; 0: never rotate */
+
   struct tb_config_key *keys;        /* keys.<name>, in file order */
   size_t key_count;
 

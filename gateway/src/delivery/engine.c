@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit/audit.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/timefmt.h"
@@ -126,6 +127,7 @@ struct tb_delivery {
   struct tb_delivery_transport tr;
   struct tb_workers *workers;
   int own_workers;
+  struct tb_audit *audit;  /* borrowed; NULL: no audit trail */
   int64_t poll_ms, fresh_ms, grace_ms;
   uint64_t rng;
   struct engine_metrics m;
@@ -369,6 +371,40 @@ static void on_finished(int rc, int64_t seq, const char *errmsg, void *ud) {
   msg_done(m);
 }
 
+/* ack.received: the answer, its signature check and what the engine decided,
+ * appended just before the store records the attempt, so the commit that
+ * makes the outcome durable flushes it too. */
+static void audit_ack(const struct dmsg *m) {
+  struct tb_delivery *d = m->p->d;
+  if (d->audit == NULL || !m->answered) return;
+  int ok = m->cls.signature_valid;
+  int classified = strcmp(m->outcome, "cancelled") != 0;
+  const char *verdict = m->verdict == TB_STORE_DELIVERED ? "delivered"
+                        : m->verdict == TB_STORE_RETRY   ? "retry"
+                                                         : "failed";
+  json_t *o = json_pack("{s:b, s:s, s:s, s:i, s:I}", "signature_valid", ok && classified,
+                        "verdict", verdict, "outcome", m->outcome, "http_status", m->http_status,
+                        "attempt", (json_int_t)m->attempts);
+  if (o && !(ok && classified))
+    json_object_set_new(o, "reason", json_string(classified
+                                                     ? "the answer's signature is missing or invalid"
+                                                     : "not verified: the gateway stopped first"));
+  json_t *code = o && m->code[0] ? json_string(m->code) : NULL; /* NULL if not UTF-8 */
+  if (code) json_object_set_new(o, "code", code);
+  char *detail = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(o);
+  char actor[48], err[TB_ERRMSG_MAX] = "out of memory";
+  snprintf(actor, sizeof actor, "partner:%s", m->p->name);
+  struct tb_audit_event ev = {.event = TB_AUDIT_EV_ACK_RECEIVED, .actor = actor,
+                              .case_id = m->case_id, .partner = m->p->name,
+                              .message_id = m->message_id,
+                              .outcome = ok && classified ? "ok" : "signature_invalid",
+                              .detail_json = detail};
+  if (detail == NULL || tb_audit_append(d->audit, &ev, err) != 0)
+    tb_audit_note_failure(TB_AUDIT_EV_ACK_RECEIVED, err);
+  free(detail);
+}
+
 /* Records the attempt. text/code are copied. */
 static void finish(struct dmsg *m, enum tb_store_verdict verdict, const char *outcome,
                    const char *reason, int64_t next_at, const char *code, const char *text,
@@ -401,6 +437,7 @@ static void finish(struct dmsg *m, enum tb_store_verdict verdict, const char *ou
       .duration_ms = m->start_ms ? now - m->start_ms : 0,
       .now_ms = now,
   };
+  audit_ack(m);
   int rc = tb_store_outbox_finish(d->store, &r, on_finished, m);
   if (rc != 0) on_finished(rc, 0, "the store refused to record the attempt", m);
 }
@@ -701,6 +738,12 @@ static void done_encode(void *ud, int cancelled) {
   struct tb_log_line *l = msg_log(TB_LOG_INFO, "delivery.sent", m);
   if (m->is_probe) tb_log_str(l, "circuit", "probe");
   tb_log_end(l);
+  if (d->audit) {
+    char aerr[TB_ERRMSG_MAX] = "";
+    if (tb_audit_log_message_sent(d->audit, m->case_id, p->name, m->message_id,
+                                  (int)m->attempts, aerr) != 0)
+      tb_audit_note_failure(TB_AUDIT_EV_MESSAGE_SENT, aerr);
+  }
 }
 
 static void msg_start(struct dmsg *m) {
@@ -1073,6 +1116,7 @@ int tb_delivery_start(const struct tb_delivery_options *opt, struct tb_delivery 
   }
   d->loop = opt->loop;
   d->store = opt->store;
+  d->audit = opt->audit;
   set_text(d->node_region, sizeof d->node_region, opt->node_region);
   d->nparts = opt->partner_count;
   d->poll_ms = opt->poll_ms > 0 ? opt->poll_ms : 1000;
@@ -1248,7 +1292,7 @@ int tb_delivery_transport_client(uv_loop_t *loop, struct tb_delivery_transport *
 
 int tb_delivery_start_registry(uv_loop_t *loop, struct tb_store *store,
                                const struct tb_config *cfg, const struct tb_plugin_registry *reg,
-                               struct tb_delivery **out, char *err) {
+                               struct tb_audit *audit, struct tb_delivery **out, char *err) {
   *out = NULL;
   size_t n = reg ? reg->partner_count : 0;
   struct tb_delivery_partner *parts = calloc(n ? n : 1, sizeof *parts);
@@ -1269,6 +1313,7 @@ int tb_delivery_start_registry(uv_loop_t *loop, struct tb_store *store,
       .node_region = cfg->node_region,
       .partners = parts,
       .partner_count = k,
+      .audit = audit,
   };
   int rc = tb_delivery_start(&opt, out, err);
   free(parts);

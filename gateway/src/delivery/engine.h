@@ -61,6 +61,8 @@ struct tb_delivery_transport {
   void (*close)(void *ctx, void (*on_closed)(void *ud), void *ud);
 };
 
+struct tb_audit;
+
 struct tb_delivery_options {
   uv_loop_t *loop;
   struct tb_store *store;                     /* borrowed; close it after the engine stopped */
@@ -77,6 +79,10 @@ struct tb_delivery_options {
   int64_t stop_grace_ms;      /* how long stop waits for in-flight transfers; 0: 10000 */
   int64_t circuit_max_open_ms; /* cap of the doubling open period; 0: max(10 x open, 5 min) */
   uint64_t seed;              /* jitter PRNG seed; 0: from RAND_bytes */
+  /* Borrowed, loop thread; NULL: no audit trail. Gets message.sent (request
+   * handed to the transport) and ack.received (answer, its signature check
+   * and the verdict, just before the store records the attempt). */
+  struct tb_audit *audit;
 };
 
 struct tb_delivery;
@@ -112,10 +118,11 @@ struct tb_plugin_registry;
 
 /* The daemon's start: one engine partner per ready partner of reg (its
  * adapter instance and host table), the real transport, its own workers,
- * default timings. Errors as tb_delivery_start. */
+ * default timings; audit as in the options (may be NULL). Errors as
+ * tb_delivery_start. */
 int tb_delivery_start_registry(uv_loop_t *loop, struct tb_store *store,
                                const struct tb_config *cfg, const struct tb_plugin_registry *reg,
-                               struct tb_delivery **out, char *err);
+                               struct tb_audit *audit, struct tb_delivery **out, char *err);
 
 /* The real transport over a new tb_client on loop. *out is freed by its
  * close. TB_ENOMEM / tb_client_new's codes. */

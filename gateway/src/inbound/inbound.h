@@ -27,6 +27,8 @@
 #include "plugin/registry.h"
 #include "store/store.h"
 
+struct tb_audit;
+
 struct tb_inbound_options {
   uv_loop_t *loop;
   const struct tb_config *cfg;               /* partner_api_set must be 1 */
@@ -35,6 +37,9 @@ struct tb_inbound_options {
   /* CPU pool for decode and answer; NULL: the listener starts its own
    * (one thread per CPU, at most 8) and closes it after the server. */
   struct tb_workers *workers;
+  /* Borrowed, loop thread; NULL: no audit trail. Gets inbound.accepted /
+   * inbound.refused (with the reason) for every answered request. */
+  struct tb_audit *audit;
 };
 
 struct tb_inbound;

@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/timefmt.h"
+#include "audit/audit.h"
 #include "http/problem.h"
 #include "inbound/policy.h"
 #include "tbgw/error.h"
@@ -43,6 +44,7 @@ struct tb_inbound {
   struct tb_store *store;
   struct tb_workers *workers;
   int own_workers;
+  struct tb_audit *audit; /* borrowed; NULL: no audit trail */
   struct tb_http_server *server;
   struct slot *slots;
   size_t slot_count;
@@ -206,6 +208,21 @@ static void log_job(const struct job *j, int http_status, double seconds, const 
   tb_log_end(l);
 }
 
+/* inbound.accepted / inbound.refused; a failure (the gateway could not take
+ * the message) is a refusal too: the partner was not given an acceptance. */
+static void audit_job(const struct job *j) {
+  struct tb_audit *a = j->ib->audit;
+  if (a == NULL) return;
+  int accepted = j->outcome == TB_INBOUND_ACCEPTED || j->outcome == TB_INBOUND_DUPLICATE;
+  char reason[TB_ERRMSG_MAX + 48], err[TB_ERRMSG_MAX] = "";
+  snprintf(reason, sizeof reason, "%s%s%s", j->result, j->reason[0] ? ": " : "", j->reason);
+  if (tb_audit_log_inbound(a, j->slot->p->cfg->name,
+                           j->msg.message_id[0] ? j->msg.message_id : NULL, accepted,
+                           accepted ? NULL : reason, err) != 0)
+    tb_audit_note_failure(accepted ? TB_AUDIT_EV_INBOUND_ACCEPTED : TB_AUDIT_EV_INBOUND_REFUSED,
+                          err);
+}
+
 static void finish(struct job *j) {
   struct tb_inbound *ib = j->ib;
   int status;
@@ -241,6 +258,7 @@ static void finish(struct job *j) {
   tb_metric_add(ib->messages, j->slot->p->cfg->name, j->result, 1);
   tb_metric_observe(ib->duration, j->slot->p->cfg->name, seconds);
   log_job(j, status, seconds, peer, aborted);
+  audit_job(j);
   job_free(j);
 }
 
@@ -286,6 +304,11 @@ static void refuse_early(struct tb_inbound *ib, const struct slot *s, struct tb_
   tb_log_str(l, "peer", req->peer);
   if (req->peer_subject) tb_log_str(l, "client", req->peer_subject);
   tb_log_end(l);
+  if (ib->audit) {
+    char err[TB_ERRMSG_MAX] = "";
+    if (tb_audit_log_inbound(ib->audit, partner, NULL, 0, detail, err) != 0)
+      tb_audit_note_failure(TB_AUDIT_EV_INBOUND_REFUSED, err);
+  }
   tb_http_respond_problem(ex, status, slug, title, detail, extra_headers);
 }
 
@@ -559,6 +582,7 @@ int tb_inbound_start(const struct tb_inbound_options *opt, struct tb_inbound **o
   ib->loop = opt->loop;
   ib->cfg = cfg;
   ib->store = opt->store;
+  ib->audit = opt->audit;
   tb_inbound_receipts_init(&ib->receipts, cfg->node_region);
 
   /* One slot per partner, each with the CA its client certificates must
