@@ -77,7 +77,8 @@ cat >"$W/tbgw.json" <<JSON
   "node": { "region": "430603", "name": "bench" },
   "local_api": {
     "listen": "127.0.0.1:$PORT",
-    "tokens": [ { "client": "bench", "token": "$TOKEN" } ]
+    "tokens": [ { "client": "bench", "token": "$TOKEN" } ],
+    "rate_limit": { "requests_per_s": 0 }
   },
   "store": { "path": "$W/tbgw.db", "durability": "fsync" },
   "log": { "level": "info", "file": "$W/tbgw.log" },

@@ -998,6 +998,44 @@ static void test_partner_api_problems(void **state) {
   expect_mutation("partner_api", "true", "partner_api: expected an object, found a boolean (true)");
 }
 
+/* ---- local_api.rate_limit and cases.max_json_depth -------------------- */
+
+static void test_rate_limit_and_json_depth(void **state) {
+  (void)state;
+  /* defaults */
+  struct tb_config cfg;
+  load_ok(GOOD, "/", &cfg);
+  assert_int_equal(cfg.rate_limit_per_s, 500);
+  assert_int_equal(cfg.rate_limit_burst, 1000);
+  assert_int_equal(cfg.cases_max_json_depth, 32);
+  tb_config_free(&cfg);
+  /* values are stored; 0 (off) is allowed */
+  char *t = mutate("local_api.rate_limit", "{\"requests_per_s\": 0, \"burst\": 7}");
+  char *t2 = mutate_from(t, "cases.max_json_depth", "4");
+  load_ok(t2, "/", &cfg);
+  assert_int_equal(cfg.rate_limit_per_s, 0);
+  assert_int_equal(cfg.rate_limit_burst, 7);
+  assert_int_equal(cfg.cases_max_json_depth, 4);
+  tb_config_free(&cfg);
+  free(t);
+  free(t2);
+  /* ranges and shapes */
+  expect_mutation("local_api.rate_limit.requests_per_s", "1000001",
+                  "local_api.rate_limit.requests_per_s: 1000001 is out of range: allowed "
+                  "0..1000000 (0 (off)..1000000)");
+  expect_mutation("local_api.rate_limit.burst", "-1",
+                  "local_api.rate_limit.burst: -1 is out of range: allowed 0..1000000 "
+                  "(0 (off)..1000000)");
+  expect_mutation("local_api.rate_limit", "5",
+                  "local_api.rate_limit: expected an object, found an integer (5)");
+  expect_mutation("local_api.rate_limit.rps", "5",
+                  "local_api.rate_limit.rps: unknown key (allowed here: requests_per_s, burst)");
+  expect_mutation("cases.max_json_depth", "3",
+                  "cases.max_json_depth: 3 is out of range: allowed 4..512");
+  expect_mutation("cases.max_json_depth", "513",
+                  "cases.max_json_depth: 513 is out of range: allowed 4..512");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_example_config_loads_and_routes_every_sample),
@@ -1013,6 +1051,7 @@ int main(void) {
       cmocka_unit_test(test_invalid_json_names_line_and_column),
       cmocka_unit_test(test_unreadable_file_is_an_io_error),
       cmocka_unit_test(test_route_lookup),
+      cmocka_unit_test(test_rate_limit_and_json_depth),
       cmocka_unit_test(test_relative_paths_resolve_against_config_dir),
       cmocka_unit_test(test_utf8_bom_is_accepted),
       cmocka_unit_test(test_free_releases_everything_and_is_idempotent),

@@ -87,6 +87,9 @@ int tb_api_init(struct tb_api *api, uv_loop_t *loop, const struct tb_config *cfg
       !m->http_connections || !m->queue_messages || !m->queue_oldest_age || !m->cert_expiry)
     return tb_errf(err, TB_ENOMEM, "api: cannot register metrics: out of memory");
   tb_metric_set(m->build_info, TB_VERSION, NULL, 1);
+  tb_ratelimit_init(&api->ratelimit,
+                    cfg->rate_limit_burst == 0 ? 0 : cfg->rate_limit_per_s,
+                    cfg->rate_limit_burst, TB_RATELIMIT_MAX_ENTRIES);
   tb_store_on_commit(store, on_store_commit, api);
   return 0;
 }
@@ -130,6 +133,66 @@ const char *tb__api_authenticate(const struct tb_api *api, const struct tb_http_
     if (same && client == NULL) client = api->cfg->tokens[i].client;
   }
   return client;
+}
+
+unsigned tb__api_json_depth(const char *text, size_t len, unsigned limit) {
+  unsigned depth = 0, max = 0;
+  int in_string = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = text[i];
+    if (in_string) {
+      if (ch == '\\') i++; /* the escaped character cannot end the string */
+      else if (ch == '"') in_string = 0;
+      continue;
+    }
+    if (ch == '"') {
+      in_string = 1;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > max) {
+        max = depth;
+        if (max > limit) return max;
+      }
+    } else if ((ch == ']' || ch == '}') && depth > 0) {
+      depth--;
+    }
+  }
+  return max;
+}
+
+/* ---- rate limit ------------------------------------------------------- */
+
+/* Takes a token for this request's client (or, unauthenticated, its peer IP).
+ * Answers 429 and returns 1 when over the limit. */
+static int rate_limited(struct tb_api *api, struct tb_http_exchange *ex,
+                        const struct tb_http_request *req, const char *client,
+                        const char *label) {
+  if (api->ratelimit.rate_per_s == 0) return 0;
+  char key[TB_RATELIMIT_KEY_MAX];
+  if (client != NULL) {
+    snprintf(key, sizeof key, "c:%s", client);
+  } else {
+    /* peer is "1.2.3.4:port" or "[::1]:port": keep the address only */
+    const char *p = req->peer ? req->peer : "-";
+    size_t n = strlen(p);
+    const char *colon = strrchr(p, ':');
+    if (colon != NULL) n = (size_t)(colon - p);
+    if (n >= 2 && p[0] == '[' && p[n - 1] == ']') {
+      p++;
+      n -= 2;
+    }
+    snprintf(key, sizeof key, "ip:%.*s", (int)(n > 64 ? 64 : n), p);
+  }
+  uint32_t retry = tb_ratelimit_take(&api->ratelimit, key, uv_now(api->loop));
+  if (retry == 0) return 0;
+  tb_http_exchange_set_route(ex, label);
+  char hdr[48], detail[200];
+  snprintf(hdr, sizeof hdr, "Retry-After: %u\r\n", retry);
+  snprintf(detail, sizeof detail,
+           "more than %u requests a second (burst %u) from this %s; retry in %u s",
+           api->ratelimit.rate_per_s, api->ratelimit.burst, client ? "client" : "address",
+           retry);
+  tb_http_respond_problem(ex, 429, "rate-limited", "Too many requests", detail, hdr);
+  return 1;
 }
 
 /* ---- routing ---------------------------------------------------------- */
@@ -208,8 +271,13 @@ void tb_api_handle(struct tb_http_exchange *ex, const struct tb_http_request *re
       break;
     }
   }
-  int needs_auth = r ? r->auth : strncmp(req->path, "/v1/", 4) == 0;
-  if (needs_auth && tb__api_authenticate(api, req) == NULL) {
+  int v1 = strncmp(req->path, "/v1/", 4) == 0;
+  int needs_auth = r ? r->auth : v1;
+  const char *client = needs_auth ? tb__api_authenticate(api, req) : NULL;
+  /* /healthz, /readyz and /metrics are never limited: probes and scrapes
+   * must see an overloaded gateway too. */
+  if (v1 && rate_limited(api, ex, req, client, r ? r->label : "unmatched")) return;
+  if (needs_auth && client == NULL) {
     tb_http_exchange_set_route(ex, r ? r->label : "unmatched");
     tb_http_respond_problem(ex, 401, "unauthorized", "Unauthorized",
                             "send a configured token as 'Authorization: Bearer <token>'",

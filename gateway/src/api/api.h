@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "api/ratelimit.h"
 #include "core/config.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -51,6 +52,7 @@ struct tb_api {
   struct tb_audit *audit;               /* set by the caller after init; NULL: no audit trail */
   struct tb_api_waiter *waiters;        /* doubly linked list */
   int shutting_down;
+  struct tb_ratelimit ratelimit;        /* local_api.rate_limit, per client / peer IP */
 };
 
 /* Registers metric families and the store's commit hook. */
@@ -97,6 +99,11 @@ void tb__api_admin_replay(struct tb_api *api, struct tb_http_exchange *ex,
 /* Constant-time check of "Authorization: Bearer <token>" against the
  * configured tokens; returns the client name or NULL. */
 const char *tb__api_authenticate(const struct tb_api *api, const struct tb_http_request *req);
+
+/* Depth of the deepest [ / { nesting in a JSON text (strings and their
+ * escapes skipped), stopping early once it exceeds limit: returns a value
+ * > limit then. Malformed text is not diagnosed here (the parser does). */
+unsigned tb__api_json_depth(const char *text, size_t len, unsigned limit);
 
 /* Sends a JSON value (borrowed) as the answer. */
 void tb__api_respond_json(struct tb_http_exchange *ex, int status, const void *json_value,

@@ -173,6 +173,19 @@ void tb__api_cases_post(struct tb_api *api, struct tb_http_exchange *ex,
     return;
   }
 
+  /* Nesting is bounded before parsing: jansson recurses per level (its own
+   * cap is 2048), and no valid case is nearly this deep. */
+  unsigned max_depth = api->cfg->cases_max_json_depth;
+  if (tb__api_json_depth((const char *)req->body, req->body_len, max_depth) > max_depth) {
+    refuse(api, "json-too-deep");
+    char detail[160];
+    snprintf(detail, sizeof detail,
+             "the JSON nests arrays/objects more than %u levels deep (cases.max_json_depth)",
+             max_depth);
+    tb_http_respond_problem(ex, 400, "json-too-deep", "JSON nested too deeply", detail, NULL);
+    return;
+  }
+
   json_error_t jerr;
   json_t *doc = json_loadb((const char *)req->body, req->body_len,
                            JSON_REJECT_DUPLICATES, &jerr);

@@ -624,12 +624,23 @@ static void check_timeouts(struct ctx *c, json_t *v, const struct field *f) {
   walk_into(c, v, timeout_fields, NFIELDS(timeout_fields), c->limits);
 }
 
+static const struct field rate_limit_fields[] = {
+    INT_FIELD("requests_per_s", rate_limit_per_s, NUM_U32, 0, 1000000, "0 (off)..1000000"),
+    INT_FIELD("burst", rate_limit_burst, NUM_U32, 0, 1000000, "0 (off)..1000000"),
+};
+
+static void check_rate_limit(struct ctx *c, json_t *v, const struct field *f) {
+  (void)f;
+  walk_into(c, v, rate_limit_fields, NFIELDS(rate_limit_fields), c->cfg);
+}
+
 static const struct field local_api_fields[] = {
     {"listen", check_listen, "address and port for local clients, e.g. \"127.0.0.1:8080\"", 0, 0, NULL, 0, NUM_NONE},
     {"tokens", check_tokens, "at least one bearer token is needed for local clients", 0, 0, NULL, 0, NUM_NONE},
     {"limits", check_limits, NULL, 0, 0, NULL, 0, NUM_NONE},
     {"timeouts_ms", check_timeouts, NULL, 0, 0, NULL, 0, NUM_NONE},
     INT_FIELD("events_max_wait_s", events_max_wait_s, NUM_U32, 0, 3600, "0 s..1 h"),
+    {"rate_limit", check_rate_limit, NULL, 0, 0, NULL, 0, NUM_NONE},
 };
 
 static void check_local_api(struct ctx *c, json_t *v, const struct field *f) {
@@ -718,6 +729,7 @@ static const struct field cases_fields[] = {
     INT_FIELD("max_materials_bytes", case_limits.max_materials_bytes, NUM_SIZE, KiB, 768 * MiB, "1 KiB..768 MiB"),
     INT_FIELD("max_materials", case_limits.max_materials, NUM_SIZE, 1, 10000, NULL),
     INT_FIELD("max_string_chars", case_limits.max_string_chars, NUM_SIZE, 64, 1000000, NULL),
+    INT_FIELD("max_json_depth", cases_max_json_depth, NUM_U32, 4, 512, NULL),
 };
 
 static void check_cases(struct ctx *c, json_t *v, const struct field *f) {
@@ -1390,6 +1402,9 @@ static void set_defaults(struct tb_config *cfg) {
   tb_store_options_default(&cfg->store);
   cfg->store.path = NULL;
   cfg->events_max_wait_s = 60;
+  cfg->rate_limit_per_s = 500;
+  cfg->rate_limit_burst = 1000;
+  cfg->cases_max_json_depth = 32;
   cfg->log_level = TB_LOG_INFO;
   tb_http_limits_default(&cfg->partner_api_limits);
   cfg->audit_rotate_bytes = 256 * (uint64_t)MiB;

@@ -83,8 +83,13 @@ struct tb_config {
   struct tb_config_token *tokens;   /* local_api.tokens */
   size_t token_count;
   uint32_t events_max_wait_s;       /* local_api.events_max_wait_s: cap for ?wait= */
+  /* local_api.rate_limit: a token bucket per client (per peer IP when not
+   * authenticated) for /v1/ paths. Either value 0: no rate limit. */
+  uint32_t rate_limit_per_s;        /* local_api.rate_limit.requests_per_s (default 500) */
+  uint32_t rate_limit_burst;        /* local_api.rate_limit.burst (default 1000) */
 
   struct tb_case_limits case_limits; /* cases.* (max_materials_bytes, max_materials, max_string_chars) */
+  uint32_t cases_max_json_depth;     /* cases.max_json_depth: nesting of POST /v1/cases bodies */
 
   struct tb_store_options store;     /* store.* (store.path owned here) */
   char *store_path;
