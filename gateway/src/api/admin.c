@@ -30,15 +30,6 @@ struct admin_ctx {
   char actor[80]; /* "api:<client>", for the audit trail */
 };
 
-static void respond_unavailable(struct tb_http_exchange *ex, int rc) {
-  if (rc == TB_ECLOSED)
-    tb_http_respond_problem(ex, 503, "shutting-down", "Shutting down",
-                            "the gateway is stopping; retry shortly", "Retry-After: 5\r\n");
-  else
-    tb_http_respond_problem(ex, 503, "store-unavailable", "Store unavailable",
-                            "the store could not be read or written; retry", "Retry-After: 1\r\n");
-}
-
 static int name_ok(const char *s, size_t n, size_t max, int case_id) {
   if (n == 0 || n > max) return 0;
   for (size_t i = 0; i < n; i++) {
@@ -79,7 +70,7 @@ static void on_dlq(int rc, const struct tb_store_dead_letter *dl, size_t n, cons
   free(ctx);
   if (rc != 0) {
     tb_log_msg(TB_LOG_ERROR, "dlq.read_failed", "%s", errmsg ? errmsg : tb_strerror(rc));
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
     return;
   }
   json_t *arr = json_array();
@@ -126,7 +117,7 @@ void tb__api_admin_dead_letters(struct tb_api *api, struct tb_http_exchange *ex,
   }
   struct admin_ctx *ctx = calloc(1, sizeof *ctx);
   if (ctx == NULL) {
-    respond_unavailable(ex, TB_ENOMEM);
+    tb__api_respond_unavailable(ex, TB_ENOMEM);
     return;
   }
   ctx->api = api;
@@ -134,7 +125,7 @@ void tb__api_admin_dead_letters(struct tb_api *api, struct tb_http_exchange *ex,
   int rc = tb_store_dlq_list(api->store, has_partner ? partner : NULL, (size_t)limit, on_dlq, ctx);
   if (rc != 0) {
     free(ctx);
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
   }
 }
 
@@ -143,7 +134,7 @@ static void on_replayed(int rc, size_t count, const char *errmsg, void *ud) {
   struct tb_http_exchange *ex = ctx->ex;
   if (rc != 0) {
     tb_log_msg(TB_LOG_ERROR, "dlq.replay_failed", "%s", errmsg ? errmsg : tb_strerror(rc));
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
     free(ctx);
     return;
   }
@@ -207,7 +198,7 @@ void tb__api_admin_replay(struct tb_api *api, struct tb_http_exchange *ex,
   struct admin_ctx *ctx = calloc(1, sizeof *ctx);
   if (ctx == NULL) {
     json_decref(doc);
-    respond_unavailable(ex, TB_ENOMEM);
+    tb__api_respond_unavailable(ex, TB_ENOMEM);
     return;
   }
   ctx->api = api;
@@ -222,6 +213,6 @@ void tb__api_admin_replay(struct tb_api *api, struct tb_http_exchange *ex,
                                on_replayed, ctx);
   if (rc != 0) {
     free(ctx);
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
   }
 }

@@ -102,6 +102,23 @@ void tb_api_observe(const char *route, int status, uint64_t duration_ns, void *u
   tb_metric_observe(api->metrics.http_duration, route, (double)duration_ns / 1e9);
 }
 
+int tb__api_is_json(const char *content_type) {
+  if (content_type == NULL) return 0;
+  size_t n = strlen("application/json");
+  return strncasecmp(content_type, "application/json", n) == 0 &&
+         (content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' ');
+}
+
+void tb__api_respond_unavailable(struct tb_http_exchange *ex, int rc) {
+  if (rc == TB_ECLOSED)
+    tb_http_respond_problem(ex, 503, "shutting-down", "Shutting down",
+                            "the gateway is stopping; retry shortly", "Retry-After: 5\r\n");
+  else
+    tb_http_respond_problem(ex, 503, "store-unavailable", "Store unavailable",
+                            "the store could not be read or written; nothing was kept, retry",
+                            "Retry-After: 1\r\n");
+}
+
 void tb__api_respond_json(struct tb_http_exchange *ex, int status, const void *json_value,
                           const char *extra_headers) {
   char *text = json_dumps((const json_t *)json_value, JSON_COMPACT);

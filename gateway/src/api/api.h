@@ -105,6 +105,13 @@ const char *tb__api_authenticate(const struct tb_api *api, const struct tb_http_
  * > limit then. Malformed text is not diagnosed here (the parser does). */
 unsigned tb__api_json_depth(const char *text, size_t len, unsigned limit);
 
+/* True for "application/json" with or without parameters (charset=...). */
+int tb__api_is_json(const char *content_type);
+
+/* 503 for a store that is closing (TB_ECLOSED: shutting-down, Retry-After 5)
+ * or failing (store-unavailable, Retry-After 1): nothing was kept, retry. */
+void tb__api_respond_unavailable(struct tb_http_exchange *ex, int rc);
+
 /* Sends a JSON value (borrowed) as the answer. */
 void tb__api_respond_json(struct tb_http_exchange *ex, int status, const void *json_value,
                           const char *extra_headers);

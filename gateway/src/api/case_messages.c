@@ -37,26 +37,9 @@ struct msg_ctx {
   char message_id[TB_UUID_STR_LEN];
 };
 
-static void respond_unavailable(struct tb_http_exchange *ex, int rc) {
-  if (rc == TB_ECLOSED)
-    tb_http_respond_problem(ex, 503, "shutting-down", "Shutting down",
-                            "the gateway is stopping; retry shortly", "Retry-After: 5\r\n");
-  else
-    tb_http_respond_problem(ex, 503, "store-unavailable", "Store unavailable",
-                            "the store could not be read or written; nothing was kept, retry",
-                            "Retry-After: 1\r\n");
-}
-
 static void respond_case_not_found(struct tb_http_exchange *ex) {
   tb_http_respond_problem(ex, 404, "case-not-found", "Case not found",
                           "no case with this case_id was accepted here", NULL);
-}
-
-static int is_json(const char *ct) {
-  if (ct == NULL) return 0;
-  size_t n = strlen("application/json");
-  return strncasecmp(ct, "application/json", n) == 0 &&
-         (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
 /* A 422 with one or more {path, code, message}. */
@@ -148,7 +131,7 @@ static void on_enqueued(int rc, int64_t outbox_id, int64_t seq, const char *errm
     tb_log_str(l, "msg_type", type);
     tb_log_str(l, "error", errmsg ? errmsg : tb_strerror(rc));
     tb_log_end(l);
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
   } else {
     struct tb_log_line *l = tb_log_begin(TB_LOG_INFO, "case.message_queued");
     tb_log_str(l, "case_id", ctx->case_id);
@@ -186,7 +169,7 @@ static void on_case(int rc, const struct tb_store_case_view *v, const char *errm
   }
   if (rc != 0) {
     tb_log_msg(TB_LOG_ERROR, "case.read_failed", "%s", errmsg ? errmsg : tb_strerror(rc));
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
     free(ctx);
     return;
   }
@@ -206,7 +189,7 @@ static void on_case(int rc, const struct tb_store_case_view *v, const char *errm
     return;
   }
   snprintf(ctx->partner, sizeof ctx->partner, "%s", v->partner);
-  if (!is_json(tb_http_request_header(req, "content-type"))) {
+  if (!tb__api_is_json(tb_http_request_header(req, "content-type"))) {
     tb_http_respond_problem(ex, 415, "unsupported-media-type", "Unsupported media type",
                             "send the body as 'Content-Type: application/json'", NULL);
     free(ctx);
@@ -276,7 +259,7 @@ static void on_case(int rc, const struct tb_store_case_view *v, const char *errm
                                tb_time_now_ms(), on_enqueued, ctx);
   free(text);
   if (rc != 0) {
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
     free(ctx);
   }
 }
@@ -298,7 +281,7 @@ static void case_message(struct tb_api *api, struct tb_http_exchange *ex,
   int rc = tb_store_case_get(api->store, case_id, on_case, ctx);
   if (rc != 0) {
     free(ctx);
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
   }
 }
 
@@ -387,7 +370,7 @@ static void on_case_exists(int rc, const struct tb_store_case_view *v, const cha
     respond_case_not_found(ctx->ex);
   } else if (rc != 0) {
     tb_log_msg(TB_LOG_ERROR, "case.read_failed", "%s", errmsg ? errmsg : tb_strerror(rc));
-    respond_unavailable(ctx->ex, rc);
+    tb__api_respond_unavailable(ctx->ex, rc);
   } else {
     json_t *o = json_pack("{s:s, s:[]}", "case_id", ctx->case_id, "evidence");
     if (o) tb__api_respond_json(ctx->ex, 200, o, NULL);
@@ -403,14 +386,14 @@ static void on_evidence(int rc, const struct tb_store_evidence *ev, size_t n, co
   struct tb_http_exchange *ex = ctx->ex;
   if (rc != 0) {
     tb_log_msg(TB_LOG_ERROR, "case.read_failed", "%s", errmsg ? errmsg : tb_strerror(rc));
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
     free(ctx);
     return;
   }
   if (n == 0) {
     /* Unknown case, or a case without evidence yet (not answered so far). */
     if ((rc = tb_store_case_get(ctx->api->store, ctx->case_id, on_case_exists, ctx)) != 0) {
-      respond_unavailable(ex, rc);
+      tb__api_respond_unavailable(ex, rc);
       free(ctx);
     }
     return;
@@ -463,6 +446,6 @@ void tb__api_cases_evidence(struct tb_api *api, struct tb_http_exchange *ex, con
   int rc = tb_store_evidence_list(api->store, case_id, on_evidence, ctx);
   if (rc != 0) {
     free(ctx);
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
   }
 }

@@ -44,12 +44,6 @@ static void refuse(struct tb_api *api, const char *reason) {
   tb_metric_add(api->metrics.cases_refused, reason, NULL, 1);
 }
 
-static int media_type_is_json(const char *ct) {
-  if (ct == NULL) return 0;
-  size_t n = strlen("application/json");
-  return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
 /* Violations → the problem's "errors" array text. */
 static char *violations_json(const struct tb_case_violations *v) {
   json_t *arr = json_array();
@@ -156,7 +150,7 @@ static void on_accepted(int rc, enum tb_store_accept_outcome outcome, const char
 
 void tb__api_cases_post(struct tb_api *api, struct tb_http_exchange *ex,
                         const struct tb_http_request *req) {
-  if (!media_type_is_json(tb_http_request_header(req, "content-type"))) {
+  if (!tb__api_is_json(tb_http_request_header(req, "content-type"))) {
     refuse(api, "media-type");
     tb_http_respond_problem(ex, 415, "unsupported-media-type", "Unsupported media type",
                             "send the case as 'Content-Type: application/json'", NULL);

@@ -37,16 +37,6 @@ static const char *const business_statuses[] = {
     "approved", "denied",   "withdrawn",           "result_shipped",
 };
 
-static void respond_unavailable(struct tb_http_exchange *ex, int rc) {
-  if (rc == TB_ECLOSED)
-    tb_http_respond_problem(ex, 503, "shutting-down", "Shutting down",
-                            "the gateway is stopping; retry shortly", "Retry-After: 5\r\n");
-  else
-    tb_http_respond_problem(ex, 503, "store-unavailable", "Store unavailable",
-                            "the store could not be read or written; nothing was kept, retry",
-                            "Retry-After: 1\r\n");
-}
-
 static void respond_not_found(struct tb_http_exchange *ex) {
   tb_http_respond_problem(ex, 404, "inbound-case-not-found", "Inbound case not found",
                           "no partner sent a case with this case_id", NULL);
@@ -70,7 +60,7 @@ static void on_inbound(int rc, const struct tb_store_inbound_view *v, const char
   }
   if (rc != 0) {
     tb_log_msg(TB_LOG_ERROR, "inbound.read_failed", "%s", errmsg ? errmsg : tb_strerror(rc));
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
     return;
   }
   json_error_t jerr;
@@ -107,7 +97,7 @@ void tb__api_inbound_get(struct tb_api *api, struct tb_http_exchange *ex, const 
   int rc = tb_store_inbound_get(api->store, case_id, on_inbound, ctx);
   if (rc != 0) {
     free(ctx);
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
   }
 }
 
@@ -289,7 +279,7 @@ static void on_enqueued(int rc, int64_t outbox_id, int64_t seq, const char *errm
       tb_http_respond_problem(ex, 409, "status-not-queued", "Status not queued",
                               errmsg ? errmsg : tb_strerror(rc), NULL);
     else
-      respond_unavailable(ex, rc);
+      tb__api_respond_unavailable(ex, rc);
     status_ctx_free(c);
     return;
   }
@@ -348,7 +338,7 @@ static void on_status_case(int rc, const struct tb_store_inbound_view *v, const 
       respond_not_found(ex);
     } else {
       tb_log_msg(TB_LOG_ERROR, "inbound.read_failed", "%s", errmsg ? errmsg : tb_strerror(rc));
-      respond_unavailable(ex, rc);
+      tb__api_respond_unavailable(ex, rc);
     }
     status_ctx_free(c);
     return;
@@ -379,21 +369,14 @@ static void on_status_case(int rc, const struct tb_store_inbound_view *v, const 
             : TB_ENOMEM;
   free(text);
   if (rc != 0) {
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
     status_ctx_free(c);
   }
 }
 
-static int media_type_is_json(const char *ct) {
-  if (ct == NULL) return 0;
-  size_t n = strlen("application/json");
-  return strncasecmp(ct, "application/json", n) == 0 &&
-         (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
 void tb__api_inbound_status(struct tb_api *api, struct tb_http_exchange *ex,
                             const struct tb_http_request *req, const char *case_id) {
-  if (!media_type_is_json(tb_http_request_header(req, "content-type"))) {
+  if (!tb__api_is_json(tb_http_request_header(req, "content-type"))) {
     tb_http_respond_problem(ex, 415, "unsupported-media-type", "Unsupported media type",
                             "send the status as 'Content-Type: application/json'", NULL);
     return;
@@ -425,6 +408,6 @@ void tb__api_inbound_status(struct tb_api *api, struct tb_http_exchange *ex,
   int rc = tb_store_inbound_get(api->store, case_id, on_status_case, c);
   if (rc != 0) {
     status_ctx_free(c);
-    respond_unavailable(ex, rc);
+    tb__api_respond_unavailable(ex, rc);
   }
 }
