@@ -938,9 +938,11 @@ def test_kill9_during_delivery_loses_nothing_and_never_duplicates(partners, deli
 
 
 def test_sigterm_during_delivery_exits_0_and_loses_nothing(partners, delivery_gateway):
-    gw = delivery_gateway()
+    # Slow answers and few in flight, so that deliveries are still under way
+    # when SIGTERM arrives however long posting took on a loaded machine.
+    gw = delivery_gateway(delivery={"max_in_flight": 2})
     for m in partners.values():
-        m.script({"kind": "delay", "ms": 300, "count": 100000})
+        m.script({"kind": "delay", "ms": 1000, "count": 100000})
     cases = _mixed_cases("dlv-term", 40)
     ts, outcome = _post_many(gw, cases, threads=4)
     for t in ts:
